@@ -2,7 +2,6 @@
 //! a shared emptyDir, so an unmodified engine image can run `cnredis instance run` as PID 1.
 
 use std::fs;
-use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -32,9 +31,8 @@ fn install(source: &Path, dest: &Path) -> anyhow::Result<u64> {
     fs::set_permissions(&staging, fs::Permissions::from_mode(0o755))
         .with_context(|| format!("cannot make {} executable", staging.display()))?;
     fs::rename(&staging, dest)
-        .or_else(|err| {
+        .inspect_err(|_| {
             let _ = fs::remove_file(&staging);
-            Err::<(), io::Error>(err)
         })
         .with_context(|| format!("cannot move the copy into place at {}", dest.display()))?;
     Ok(written)

@@ -153,7 +153,7 @@ pub struct RedisClusterSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
     #[x_kube(validation = Rule::new(owned_parameters_rule())
-        .message("a parameter cnredis manages was set (such as port, dir, replicaof, requirepass, appendonly, maxmemory); use the dedicated spec field instead, see docs/api.md"))]
+        .message(Message::Expression(owned_parameters_message())))]
     pub parameters: BTreeMap<String, String>,
 
     /// Password authentication.
@@ -221,12 +221,23 @@ pub struct RedisClusterSpec {
 /// CEL rule: every key of `spec.parameters` is absent from [`OPERATOR_OWNED_PARAMETERS`]
 /// (case-insensitively, as Redis reads parameter names).
 pub fn owned_parameters_rule() -> String {
-    let list = OPERATOR_OWNED_PARAMETERS
+    format!("self.all(k, !(k.lowerAscii() in {}))", owned_parameters_list())
+}
+
+/// CEL message expression of [`owned_parameters_rule`]: names the offending parameters.
+pub fn owned_parameters_message() -> String {
+    format!(
+        "'parameters managed by cnredis cannot be set: ' + self.filter(k, k.lowerAscii() in {}).join(', ') + '; use the dedicated spec fields instead (see docs/api.md)'",
+        owned_parameters_list()
+    )
+}
+
+fn owned_parameters_list() -> String {
+    let quoted: Vec<String> = OPERATOR_OWNED_PARAMETERS
         .iter()
         .map(|p| format!("'{p}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("self.all(k, !(k.lowerAscii() in [{list}]))")
+        .collect();
+    format!("[{}]", quoted.join(", "))
 }
 
 fn default_instances() -> i32 {

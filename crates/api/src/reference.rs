@@ -255,7 +255,11 @@ fn render_rules(schema: &Value, path: &str, out: &mut String) {
     };
     let _ = writeln!(out, "Rules on `{path}`:\n");
     for rule in rules {
-        let message = rule["message"].as_str().unwrap_or("(no message)");
+        let message = match (rule["message"].as_str(), rule["messageExpression"].as_str()) {
+            (Some(message), _) => message.to_string(),
+            (None, Some(expression)) => prose_of(expression),
+            (None, None) => format!("`{}`", rule["rule"].as_str().unwrap_or_default()),
+        };
         let transition = if rule["rule"].as_str().unwrap_or_default().contains("oldSelf") {
             " (on update)"
         } else {
@@ -264,6 +268,18 @@ fn render_rules(schema: &Value, path: &str, out: &mut String) {
         let _ = writeln!(out, "- {message}{transition}");
     }
     out.push('\n');
+}
+
+/// The readable part of a CEL message expression: its string literals that are prose (words and spaces),
+/// with `…` where the expression computes a value, e.g. `'bad: ' + names + '; fix it'` -> `bad: …; fix it`.
+fn prose_of(expression: &str) -> String {
+    let prose: Vec<&str> = expression
+        .split('\'')
+        .skip(1)
+        .step_by(2)
+        .filter(|literal| literal.contains(' ') && literal.chars().any(char::is_alphabetic))
+        .collect();
+    prose.join("…")
 }
 
 fn render_owned_parameters(out: &mut String) {
@@ -319,6 +335,7 @@ mod tests {
             "- storage.size can grow but not shrink (on update)",
             "- a RedisCluster name must be at most 50 characters",
             "| `requirepass` | `spec.auth` |",
+            "- parameters managed by cnredis cannot be set: …; use the dedicated spec fields instead (see docs/api.md)",
             "[ResourceRequirements](",
             "| `stopDelaySeconds` | integer, 5 to 3600 | `30` |",
             "| `backup` | object (backup) |",

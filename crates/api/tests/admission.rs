@@ -168,14 +168,22 @@ fn operator_owned_parameters_are_rejected() {
         "min-replicas-to-write",
     ] {
         let c = with(&cluster("c"), "spec.parameters", json!({ owned: "x" }));
-        rejected(&c, None, "a parameter cnredis manages was set");
+        rejected(&c, None, "parameters managed by cnredis cannot be set: ");
     }
 }
 
 #[test]
 fn owned_parameters_are_rejected_whatever_their_case() {
-    let c = with(&cluster("c"), "spec.parameters", json!({ "RequirePass": "x" }));
-    rejected(&c, None, "a parameter cnredis manages was set");
+    let c = with(
+        &cluster("c"),
+        "spec.parameters",
+        json!({ "RequirePass": "x", "timeout": "0" }),
+    );
+    rejected(
+        &c,
+        None,
+        "parameters managed by cnredis cannot be set: RequirePass; use the dedicated spec fields",
+    );
 }
 
 #[test]
@@ -187,7 +195,7 @@ fn the_rule_covers_exactly_the_owned_parameter_list() {
             "{owned} missing from {rule}"
         );
         let c = with(&cluster("c"), "spec.parameters", json!({ *owned: "x" }));
-        rejected(&c, None, "a parameter cnredis manages was set");
+        rejected(&c, None, "parameters managed by cnredis cannot be set: ");
     }
 }
 
@@ -551,4 +559,14 @@ fn unknown_owner_reference_policy_is_rejected() {
         json!("namespace"),
     );
     rejected(&s, None, "Unsupported value: \"namespace\"");
+}
+
+#[test]
+fn owned_parameter_message_names_exactly_the_offending_keys() {
+    let c = with(&cluster("c"), "spec.parameters", json!({ "port": "7000", "timeout": "0" }));
+    let errors = admit(&c, None).unwrap_err();
+    assert_eq!(
+        errors,
+        vec!["spec.parameters: parameters managed by cnredis cannot be set: port; use the dedicated spec fields instead (see docs/api.md)"]
+    );
 }
