@@ -563,10 +563,16 @@ fn unknown_owner_reference_policy_is_rejected() {
 
 #[test]
 fn owned_parameter_message_names_exactly_the_offending_keys() {
-    let c = with(&cluster("c"), "spec.parameters", json!({ "port": "7000", "timeout": "0" }));
+    let c = with(
+        &cluster("c"),
+        "spec.parameters",
+        json!({ "port": "7000", "timeout": "0" }),
+    );
     let errors = admit(&c, None).unwrap_err();
     assert_eq!(
         errors,
-        vec!["spec.parameters: parameters managed by cnredis cannot be set: port; use the dedicated spec fields instead (see docs/api.md)"]
+        vec![
+            "spec.parameters: parameters managed by cnredis cannot be set: port; use the dedicated spec fields instead (see docs/api.md)"
+        ]
     );
 }
