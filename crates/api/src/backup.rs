@@ -13,6 +13,7 @@ use crate::common::{BackupTarget, ClusterReference};
     group = "redis.cnredis.io",
     version = "v1",
     kind = "RedisBackup",
+    doc = "One backup of one RedisCluster to its object store.",
     plural = "redisbackups",
     shortname = "rbak",
     category = "cnredis",

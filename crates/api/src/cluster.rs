@@ -74,6 +74,7 @@ pub const OPERATOR_OWNED_PARAMETERS: &[&str] = &[
     group = "redis.cnredis.io",
     version = "v1",
     kind = "RedisCluster",
+    doc = "A replicated Redis-protocol database (Valkey or Redis): one primary and instances - 1 replicas, with failover, backups and switchover managed by cnredis.",
     plural = "redisclusters",
     shortname = "rcl",
     category = "cnredis",

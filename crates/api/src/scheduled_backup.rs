@@ -13,6 +13,7 @@ use crate::common::{BackupTarget, ClusterReference};
     group = "redis.cnredis.io",
     version = "v1",
     kind = "RedisScheduledBackup",
+    doc = "Creates RedisBackups of a RedisCluster on a cron schedule.",
     plural = "redisscheduledbackups",
     shortname = "rsbak",
     category = "cnredis",
