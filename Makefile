@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 TARGET      := x86_64-unknown-linux-gnu
-RELEASE_BIN := target/$(TARGET)/release/cnredis
+RELEASE_BIN := $(CURDIR)/target/$(TARGET)/release/cnredis
 HELM         = $(shell hack/install-helm.sh | tail -1)
 
 .PHONY: all build tools generate test fmt-check clippy unit check-generated chart-test demo clean

@@ -6,9 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn binary() -> PathBuf {
-    std::env::var_os("CNREDIS_BIN")
+    let bin = std::env::var_os("CNREDIS_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cnredis")))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cnredis")));
+    assert!(
+        bin.is_absolute() && bin.is_file(),
+        "binary under test {} is not an absolute path to a file",
+        bin.display()
+    );
+    bin
 }
 
 fn run(bin: &Path, args: &[&str]) -> Output {
