@@ -6,7 +6,7 @@ TARGET      := x86_64-unknown-linux-gnu
 RELEASE_BIN := $(CURDIR)/target/$(TARGET)/release/cnredis
 HELM         = $(shell hack/install-helm.sh | tail -1)
 
-.PHONY: all build tools generate test fmt-check clippy unit check-generated chart-test demo clean
+.PHONY: all build tools generate test fmt-check clippy unit check-generated chart-test admission-e2e demo clean
 
 all: build
 
@@ -23,7 +23,7 @@ generate: tools
 	HELM=$(HELM) cargo xtask generate
 
 ## test: everything CI checks
-test: fmt-check clippy build unit check-generated chart-test
+test: fmt-check clippy build unit check-generated chart-test admission-e2e
 
 fmt-check:
 	cargo fmt --all -- --check
@@ -39,6 +39,11 @@ check-generated: tools
 
 chart-test: tools
 	HELM=$(HELM) hack/test-chart.sh
+
+## admission-e2e: the CRDs, examples and admission rules against a real kube-apiserver + etcd
+admission-e2e:
+	e2e/install-kube.sh kube-apiserver etcd kubectl >/dev/null
+	e2e/admission-check.sh
 
 ## demo: arrives with the controller (the operator is not implemented in this build)
 demo:

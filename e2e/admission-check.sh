@@ -12,11 +12,13 @@
 #   ETCD_BIN        etcd binary (default: newest $CNREDIS_CACHE/etcd-v*/bin/etcd)
 #   KEEP_TMP=1      keep the temp dir (certs, logs, kubeconfig) for debugging
 #   READY_TIMEOUT   seconds to wait for etcd / the API server (default 120)
+#   CRD_DIR         CRDs to install (default manifests/crds; point it at a candidate fix to try it)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${CNREDIS_CACHE:-$HOME/.cache/cnredis}
 READY_TIMEOUT=${READY_TIMEOUT:-120}
+CRD_DIR=${CRD_DIR:-$REPO/manifests/crds}
 
 log() { printf '[admission-check %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 2; }
@@ -36,10 +38,17 @@ command -v curl >/dev/null || die "curl not found"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/cnredis-admission.XXXXXX")
 ETCD_PID=""; APISERVER_PID=""
+CLEANED=0
 cleanup() {
   local rc=$?
-  [[ -n $APISERVER_PID ]] && kill "$APISERVER_PID" 2>/dev/null && wait "$APISERVER_PID" 2>/dev/null
-  [[ -n $ETCD_PID ]] && kill "$ETCD_PID" 2>/dev/null && wait "$ETCD_PID" 2>/dev/null
+  set +e
+  [[ $CLEANED == 1 ]] && exit "$rc"
+  CLEANED=1
+  local pid
+  for pid in $APISERVER_PID $ETCD_PID; do   # apiserver first, then etcd
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
   if [[ ${KEEP_TMP:-0} == 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
   exit "$rc"
 }
@@ -181,12 +190,15 @@ check_reject() {
 
 echo "== CRDs"
 CRD_OUT=""; CRD_RC=0
-CRD_OUT=$(kubectl apply --server-side -f "$REPO/manifests/crds/" 2>&1) || CRD_RC=$?
+log "CRDs from $CRD_DIR"
+CRD_OUT=$(kubectl apply --server-side -f "$CRD_DIR/" 2>&1) || CRD_RC=$?
 if [[ $CRD_RC -eq 0 ]]; then pass "CRDs created (server-side apply)"; else fail "CRDs created (server-side apply), exit $CRD_RC; API server message:"; fi
 printf '%s\n' "$CRD_OUT" | indent
-check_ok "CRDs Established" kubectl wait --for condition=established --timeout=60s -f "$REPO/manifests/crds/"
-# Server-side apply of CRs needs the discovery/openapi of the new types; make sure they are served.
-wait_for "RedisCluster API discovery" kubectl get redisclusters,redisbackups,redisscheduledbackups -o name || true
+check_ok "CRDs Established" kubectl wait --for condition=established --timeout=60s -f "$CRD_DIR/"
+# kubectl maps kinds through discovery; make sure the new types are served before using them.
+if [[ $CRD_RC -eq 0 ]]; then
+  wait_for "cnredis API discovery" kubectl get redisclusters,redisbackups,redisscheduledbackups -o name || true
+fi
 
 echo "== examples (server-side dry run)"
 for f in "$REPO"/manifests/examples/*.yaml; do
@@ -215,7 +227,7 @@ rc_manifest() { # rc_manifest NAME SPEC-YAML (indented 2 spaces)
 }
 check_reject "instances: 0" "instances must be between 1 and 16" \
   kubectl create -f - < <(rc_manifest bad-instances '  instances: 0')
-check_reject "parameters.port" "parameters managed by cnredis cannot be set: port" \
+check_reject "parameters.port" "parameter port is managed by cnredis and cannot be set" \
   kubectl create -f - < <(rc_manifest bad-params $'  instances: 1\n  parameters:\n    port: "7000"')
 check_reject "mode: sentinel" "mode must be standalone" \
   kubectl create -f - < <(rc_manifest bad-mode $'  instances: 1\n  mode: sentinel')

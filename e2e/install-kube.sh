@@ -55,8 +55,15 @@ json_field() { # json_field FIELD  (reads JSON on stdin)
   else python3 -c 'import json,sys;print(json.load(sys.stdin).get(sys.argv[1]) or "")' "$1"; fi
 }
 
-newest() { # newest MODULE REGEX  -> newest listed version matching REGEX (without leading v)
-  go list -m -versions "$1" | tr ' ' '\n' | grep -E "$2" | sed 's/^v//' | sort -V | tail -1
+newest() { # newest MODULE REGEX CACHEPREFIX -> newest listed version matching REGEX (without leading v)
+  local listed
+  if listed=$(go list -m -versions "$1" 2>/dev/null); then
+    tr ' ' '\n' <<<"$listed" | grep -E "$2" | sed 's/^v//' | sort -V | tail -1
+  else # offline: fall back to the newest version already in the cache
+    log "cannot list versions of $1; using the newest cached $3*"
+    local d; for d in "$CACHE/$3"*; do [[ -d $d ]] && basename "$d"; done | sed "s/^$3//" |
+      grep -E "${2#^v}" | sort -V | tail -1
+  fi
 }
 
 # go.sum entries are verified against the checksum database unless it can't be reached.
@@ -104,7 +111,7 @@ KV=""; KBIN=""; KSRC=""; KLD=""
 setup_kube() {
   KV=${KUBE_VERSION:-}
   if [[ -z $KV ]]; then
-    KV=$(newest k8s.io/kubernetes '^v1\.35\.[0-9]+$')
+    KV=$(newest k8s.io/kubernetes '^v1\.35\.[0-9]+$' kube-v)
     [[ -n $KV ]] || die "no k8s.io/kubernetes v1.35.x listed by the module proxy"
   fi
   KV=${KV#v}
@@ -165,8 +172,8 @@ build_etcd() {
   wanted etcd || return 0
   local ev=${ETCD_VERSION:-}
   if [[ -z $ev ]]; then
-    ev=$(newest go.etcd.io/etcd/server/v3 '^v3\.6\.[0-9]+$')
-    [[ -n $ev ]] || ev=$(newest go.etcd.io/etcd/server/v3 '^v3\.5\.[0-9]+$')
+    ev=$(newest go.etcd.io/etcd/server/v3 '^v3\.6\.[0-9]+$' etcd-v)
+    [[ -n $ev ]] || ev=$(newest go.etcd.io/etcd/server/v3 '^v3\.5\.[0-9]+$' etcd-v)
     [[ -n $ev ]] || die "no go.etcd.io/etcd/server/v3 v3.6.x/v3.5.x listed"
   fi
   ev=${ev#v}

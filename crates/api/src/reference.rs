@@ -335,7 +335,7 @@ mod tests {
             "- storage.size can grow but not shrink (on update)",
             "- a RedisCluster name must be at most 50 characters",
             "| `requirepass` | `spec.auth` |",
-            "- parameters managed by cnredis cannot be set: …; use the dedicated spec fields instead (see docs/api.md)",
+            "- parameter … is managed by cnredis and cannot be set; use the dedicated spec fields instead (see docs/api.md)",
             "[ResourceRequirements](",
             "| `stopDelaySeconds` | integer, 5 to 3600 | `30` |",
             "| `backup` | object (backup) |",

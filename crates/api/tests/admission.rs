@@ -90,6 +90,12 @@ fn sixteen_instances_are_accepted() {
 }
 
 #[test]
+fn zero_instances_give_one_error_not_a_cascade() {
+    let errors = admit(&with(&cluster("c"), "spec.instances", json!(0)), None).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+}
+
+#[test]
 fn zero_or_seventeen_instances_are_rejected() {
     rejected(
         &with(&cluster("c"), "spec.instances", json!(0)),
@@ -168,7 +174,7 @@ fn operator_owned_parameters_are_rejected() {
         "min-replicas-to-write",
     ] {
         let c = with(&cluster("c"), "spec.parameters", json!({ owned: "x" }));
-        rejected(&c, None, "parameters managed by cnredis cannot be set: ");
+        rejected(&c, None, "is managed by cnredis and cannot be set");
     }
 }
 
@@ -182,7 +188,7 @@ fn owned_parameters_are_rejected_whatever_their_case() {
     rejected(
         &c,
         None,
-        "parameters managed by cnredis cannot be set: RequirePass; use the dedicated spec fields",
+        "parameter RequirePass is managed by cnredis and cannot be set; use the dedicated spec fields",
     );
 }
 
@@ -195,7 +201,7 @@ fn the_rule_covers_exactly_the_owned_parameter_list() {
             "{owned} missing from {rule}"
         );
         let c = with(&cluster("c"), "spec.parameters", json!({ *owned: "x" }));
-        rejected(&c, None, "parameters managed by cnredis cannot be set: ");
+        rejected(&c, None, "is managed by cnredis and cannot be set");
     }
 }
 
@@ -572,7 +578,7 @@ fn owned_parameter_message_names_exactly_the_offending_keys() {
     assert_eq!(
         errors,
         vec![
-            "spec.parameters: parameters managed by cnredis cannot be set: port; use the dedicated spec fields instead (see docs/api.md)"
+            "spec.parameters: parameter port is managed by cnredis and cannot be set; use the dedicated spec fields instead (see docs/api.md)"
         ]
     );
 }

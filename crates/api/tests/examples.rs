@@ -94,5 +94,5 @@ fn examples_that_break_a_rule_are_caught() {
         .find(|(file, _)| file == "cluster-ha.yaml")
         .unwrap();
     let broken = support::with(&ha[0], "spec.parameters.port", serde_json::json!("7000"));
-    support::rejected(&broken, None, "parameters managed by cnredis cannot be set: ");
+    support::rejected(&broken, None, "is managed by cnredis and cannot be set");
 }
