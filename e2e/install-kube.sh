@@ -11,8 +11,9 @@
 # Environment:
 #   CNREDIS_CACHE   cache root (default ~/.cache/cnredis); binaries land in
 #                   $CNREDIS_CACHE/kube-v<K>/bin and $CNREDIS_CACHE/etcd-v<E>/bin
-#   KUBE_VERSION    e.g. 1.35.4 (default: newest 1.35.x the module proxy lists)
-#   ETCD_VERSION    e.g. 3.6.16 (default: newest 3.6.x the module proxy lists)
+#   KUBE_VERSION    default 1.35.4 (pinned, so a new upstream patch never changes a build silently;
+#                   set it to "latest" for the newest 1.35.x the module proxy lists)
+#   ETCD_VERSION    default 3.6.16 (pinned likewise; "latest" for the newest 3.6.x)
 #   BUILD_PARALLEL  value for `go build -p` (default: number of CPUs)
 #
 # Progress goes to stderr; stdout gets only the bin directories (one per line) at the end.
@@ -109,8 +110,8 @@ for c in "${KUBE_COMPONENTS[@]}"; do wanted "$c" && need_kube=1; done
 
 KV=""; KBIN=""; KSRC=""; KLD=""
 setup_kube() {
-  KV=${KUBE_VERSION:-}
-  if [[ -z $KV ]]; then
+  KV=${KUBE_VERSION:-1.35.4}
+  if [[ $KV == latest ]]; then
     KV=$(newest k8s.io/kubernetes '^v1\.35\.[0-9]+$' kube-v)
     [[ -n $KV ]] || die "no k8s.io/kubernetes v1.35.x listed by the module proxy"
   fi
@@ -170,8 +171,8 @@ build_kube() {
 # ---------------------------------------------------------------- etcd
 build_etcd() {
   wanted etcd || return 0
-  local ev=${ETCD_VERSION:-}
-  if [[ -z $ev ]]; then
+  local ev=${ETCD_VERSION:-3.6.16}
+  if [[ $ev == latest ]]; then
     ev=$(newest go.etcd.io/etcd/server/v3 '^v3\.6\.[0-9]+$' etcd-v)
     [[ -n $ev ]] || ev=$(newest go.etcd.io/etcd/server/v3 '^v3\.5\.[0-9]+$' etcd-v)
     [[ -n $ev ]] || die "no go.etcd.io/etcd/server/v3 v3.6.x/v3.5.x listed"
