@@ -6,13 +6,13 @@ TARGET      := x86_64-unknown-linux-gnu
 RELEASE_BIN := $(CURDIR)/target/$(TARGET)/release/cnredis
 HELM         = $(shell hack/install-helm.sh | tail -1)
 
-.PHONY: all build tools generate test fmt-check clippy unit check-generated chart-test admission-e2e demo clean
+.PHONY: all build tools generate test fmt-check clippy unit check-generated chart-test admission-e2e e2e-smoke cluster-up cluster-down cluster-status demo clean
 
 all: build
 
-## build: the static release binary target/x86_64-unknown-linux-gnu/release/cnredis
+## build: the static release binaries (cnredis, and the local cluster's cnredis-kubelet)
 build:
-	cargo build --release --locked -p cnredis
+	cargo build --release --locked -p cnredis -p cnredis-kubelet
 
 ## tools: build (once, cached under ~/.cache/cnredis) the tools the checks need
 tools:
@@ -23,7 +23,7 @@ generate: tools
 	HELM=$(HELM) cargo xtask generate
 
 ## test: everything CI checks
-test: fmt-check clippy build unit check-generated chart-test admission-e2e
+test: fmt-check clippy build unit check-generated chart-test admission-e2e e2e-smoke
 
 fmt-check:
 	cargo fmt --all -- --check
@@ -44,6 +44,21 @@ chart-test: tools
 admission-e2e:
 	e2e/install-kube.sh kube-apiserver etcd kubectl >/dev/null
 	e2e/admission-check.sh
+
+## cluster-up / cluster-down / cluster-status: the local Kubernetes cluster (e2e/README.md)
+cluster-up: build
+	e2e/cluster.sh up
+
+cluster-down:
+	e2e/cluster.sh down
+
+cluster-status:
+	e2e/cluster.sh status
+
+## e2e-smoke: the local cluster's smoke test; the cluster is torn down (and checked to leave nothing) either way
+e2e-smoke: build
+	e2e/cluster.sh up
+	status=0; e2e/smoke/run.sh || status=$$?; e2e/cluster.sh down || status=$$?; exit $$status
 
 ## demo: arrives with the controller (the operator is not implemented in this build)
 demo:
