@@ -448,7 +448,7 @@ cmd_up() {
   refresh_operator_image
   if healthy; then
     log "already up and healthy"
-    echo "export KUBECONFIG=$ADMIN_KUBECONFIG"
+    echo "export KUBECONFIG=$ADMIN_KUBECONFIG PATH=$KBIN:\$PATH   # kubectl v$KUBE_VERSION"
     return 0
   fi
 
@@ -543,7 +543,7 @@ cmd_up() {
 
   log "up in $(( $(date +%s) - T_START ))s"
   kubectl get nodes -o wide >&2 2>/dev/null || true
-  echo "export KUBECONFIG=$ADMIN_KUBECONFIG"
+  echo "export KUBECONFIG=$ADMIN_KUBECONFIG PATH=$KBIN:\$PATH   # kubectl v$KUBE_VERSION"
 }
 
 # ------------------------------------------------------------------ down
@@ -721,7 +721,7 @@ cmd_status() {
   if [[ -f $ADMIN_KUBECONFIG ]] && api_curl /readyz >/dev/null 2>&1; then
     echo "kube-apiserver /readyz    ok ($API_URL)"
     kubectl get nodes -o wide 2>&1 || true
-    echo "export KUBECONFIG=$ADMIN_KUBECONFIG"
+    echo "export KUBECONFIG=$ADMIN_KUBECONFIG PATH=$KBIN:\$PATH   # kubectl v$KUBE_VERSION"
   else
     echo "kube-apiserver /readyz    unreachable"
     return 1

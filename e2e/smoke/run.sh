@@ -27,11 +27,14 @@ wait_until() {
   done
 }
 
-# run_client NAME SCRIPT: a client pod that runs SCRIPT with sh and exits; prints its logs; fails unless it succeeded.
+# run_client NAME SCRIPT: a client pod that runs SCRIPT with sh and exits; prints its logs; fails unless it
+# succeeded. SCRIPT may use `retry CMD...`, which tries CMD for up to 20 s, as a client of a Service that
+# is only just being programmed into kube-proxy would.
 run_client() {
   local name=$1 script=$2
+  local prelude='retry() { i=0; until "$@"; do i=$((i + 1)); [ $i -ge 20 ] && return 1; sleep 1; done; }'
   k delete pod "$name" --ignore-not-found --wait=true >/dev/null 2>&1
-  k run "$name" --image=cnredis/e2e-client:1 --restart=Never --command -- sh -c "$script" >/dev/null || return 1
+  k run "$name" --image=cnredis/e2e-client:1 --restart=Never --command -- sh -c "$prelude; $script" >/dev/null || return 1
   local deadline=$((SECONDS + 60)) phase=""
   while ((SECONDS < deadline)); do
     phase=$(k get pod "$name" -o jsonpath='{.status.phase}' 2>/dev/null)
@@ -42,6 +45,17 @@ run_client() {
   [[ $phase == Succeeded ]]
 }
 
+# valkey_started: startedAt of the running, ready valkey container (empty if there is none).
+valkey_started() {
+  k get pods -l app=valkey -o jsonpath='{range .items[*]}{.status.phase} {.status.containerStatuses[0].ready} {.status.containerStatuses[0].state.running.startedAt}{"\n"}{end}' \
+    | awk '$1 == "Running" && $2 == "true" { print $3 }'
+}
+restarted_since() {
+  local now; now=$(valkey_started)
+  [[ -n $now && $now != "$1" ]] && return 0
+  echo "valkey (phase ready startedAt): $(k get pods -l app=valkey -o jsonpath='{range .items[*]}{.metadata.name} {.status.phase} {.status.containerStatuses[0].ready} {.status.containerStatuses[0].state}; {end}'), before: $1"
+  return 1
+}
 valkey_pod() { k get pods -l app=valkey --field-selector=status.phase=Running -o jsonpath='{.items[0].metadata.name}'; }
 ready_endpoints() { # ready_endpoints SERVICE -> ready endpoint addresses of its EndpointSlices
   k get endpointslices -l "kubernetes.io/service-name=$1" \
@@ -121,7 +135,7 @@ wait_until "PVC bound by the local provisioner" 60 bash -c "[[ \$('$KUBECTL' -n 
 wait_until "valkey Deployment available" 90 k wait --for=condition=available deploy/valkey --timeout=5s
 wait_until "valkey is a ready endpoint of its Service" 30 bash -c "[[ -n \$('$KUBECTL' -n $NS get endpointslices -l kubernetes.io/service-name=valkey -o jsonpath='{.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}') ]]"
 
-if out=$(run_client writer 'valkey-cli -h valkey SET smoke:key "written through the Service" && valkey-cli -h valkey.smoke.svc.cluster.local GET smoke:key'); then
+if out=$(run_client writer 'retry valkey-cli -h valkey SET smoke:key "written through the Service" && valkey-cli -h valkey.smoke.svc.cluster.local GET smoke:key'); then
   grep -q "written through the Service" <<<"$out" && ok "client pod wrote and read a key through the Service" || fail "client read back: $out"
 else
   fail "client pod failed: $out"
@@ -130,7 +144,7 @@ fi
 first=$(valkey_pod)
 k delete pod "$first" --wait=false >/dev/null
 wait_until "a new valkey pod replaces the deleted one" 90 bash -c "p=\$('$KUBECTL' -n $NS get pods -l app=valkey -o jsonpath='{.items[?(@.status.phase==\"Running\")].metadata.name}'); [[ -n \$p && \$p != $first ]] && '$KUBECTL' -n $NS wait --for=condition=ready pod/\$p --timeout=2s"
-if out=$(run_client reader 'valkey-cli -h valkey GET smoke:key'); then
+if out=$(run_client reader 'retry valkey-cli -h valkey GET smoke:key'); then
   grep -q "written through the Service" <<<"$out" && ok "the key survived pod deletion on the same PVC" || fail "after pod deletion the key reads: $out"
 else
   fail "reader pod failed: $out"
@@ -141,6 +155,12 @@ if "$KUBECTL" -n "$NS" logs deploy/valkey | grep -q "Ready to accept connections
 else
   fail "kubectl logs lacks 'Ready to accept connections': $("$KUBECTL" -n "$NS" logs deploy/valkey 2>&1 | tail -3)"
 fi
+
+pod=$(valkey_pod); node=$(k get pod "$pod" -o jsonpath='{.spec.nodeName}')
+restarts=$(k get pod "$pod" -o jsonpath='{.status.containerStatuses[0].restartCount}')
+"$KUBELET" chaos --socket "$DIR/nodes/$node/chaos.sock" kill-container "$NS" "$pod" valkey >/dev/null \
+  && ok "killed the valkey container of $pod" || fail "chaos kill-container $pod"
+wait_until "the killed container restarts in place and is ready again" 60 bash -c "[[ \$('$KUBECTL' -n $NS get pod $pod -o jsonpath='{.status.containerStatuses[0].restartCount}/{.status.containerStatuses[0].ready}') == $((restarts + 1))/true ]]"
 
 wait_until "a pod failing readiness is running but not ready" 60 bash -c "[[ \$('$KUBECTL' -n $NS get pods -l app=never-ready -o jsonpath='{.items[0].status.phase}/{.items[0].status.conditions[?(@.type==\"Ready\")].status}') == Running/False ]]"
 if [[ -z $(ready_endpoints never-ready) ]]; then ok "the never-ready pod is no ready endpoint"; else fail "never-ready has ready endpoints: $(ready_endpoints never-ready)"; fi
@@ -159,10 +179,23 @@ wait_until "$pod ($ip) leaves the ready endpoints of the Service" 60 bash -c "! 
 "$KUBELET" chaos --socket "$DIR/nodes/$node/chaos.sock" start-node >/dev/null && ok "restarted node $node" || fail "chaos start-node $node"
 wait_until "node $node is Ready again" 60 bash -c "[[ \$('$KUBECTL' get node $node -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}') == True ]]"
 wait_until "valkey serves again" 120 k wait --for=condition=available deploy/valkey --timeout=5s
-if out=$(run_client reader2 'valkey-cli -h valkey GET smoke:key'); then
+if out=$(run_client reader2 'retry valkey-cli -h valkey GET smoke:key'); then
   grep -q "written through the Service" <<<"$out" && ok "the key is intact after the node came back" || fail "after the node stop the key reads: $out"
 else
   fail "reader pod failed after the node stop: $out"
+fi
+
+pod=$(valkey_pod); node=$(k get pod "$pod" -o jsonpath='{.spec.nodeName}')
+started=$(valkey_started)
+"$KUBELET" chaos --socket "$DIR/nodes/$node/chaos.sock" stop-node --mode kill >/dev/null \
+  && ok "power loss on node $node (running $pod)" || fail "chaos stop-node --mode kill $node"
+"$KUBELET" chaos --socket "$DIR/nodes/$node/chaos.sock" start-node >/dev/null && ok "node $node back" || fail "chaos start-node $node"
+# The Deployment still looks available from before: wait for the restarted container itself.
+wait_until "valkey restarted after the power loss and is ready" 120 restarted_since "$started"
+if out=$(run_client reader3 'retry valkey-cli -h valkey GET smoke:key'); then
+  grep -q "written through the Service" <<<"$out" && ok "the key survived the power loss (appendfsync always)" || fail "after the power loss the key reads: $out"
+else
+  fail "reader pod failed after the power loss: $out"
 fi
 
 "$KUBECTL" delete namespace "$NS" --wait=false >/dev/null

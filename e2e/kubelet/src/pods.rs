@@ -248,12 +248,22 @@ impl Kubelet {
         if pod.metadata.deletion_timestamp.is_some() {
             return self.finish_deletion(&pod).await;
         }
-        let ip = self
-            .ips
-            .lock()
-            .unwrap()
-            .allocate()
-            .ok_or_else(|| anyhow!("no free pod IP on {}", self.node.name))?;
+        // A pod started again (kubelet restart, node power loss) keeps the IP its status records when it
+        // is still free: Services and clients keep working, as with a real kubelet's sandbox.
+        let recorded = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse().ok());
+        let ip = {
+            let mut ips = self.ips.lock().unwrap();
+            match recorded.filter(|ip| ips.claim(*ip)) {
+                Some(ip) => ip,
+                None => ips
+                    .allocate()
+                    .ok_or_else(|| anyhow!("no free pod IP on {}", self.node.name))?,
+            }
+        };
         *slots.ip.lock().unwrap() = Some(ip);
         let result = self.run_pod(uid, &mut pod, ip, pod_rx, &slots.handle).await;
         if let Some(ip) = slots.ip.lock().unwrap().take() {
@@ -759,6 +769,12 @@ impl IpPool {
         Some(Ipv4Addr::from(self.base + offset))
     }
 
+    /// Takes `ip` if it belongs to the pool and is free.
+    pub fn claim(&mut self, ip: Ipv4Addr) -> bool {
+        let offset = u32::from(ip).wrapping_sub(self.base);
+        (2..self.size.saturating_sub(1)).contains(&offset) && self.used.insert(offset)
+    }
+
     pub fn release(&mut self, ip: Ipv4Addr) {
         self.used.remove(&(u32::from(ip).wrapping_sub(self.base)));
     }
@@ -803,6 +819,16 @@ mod tests {
         assert_eq!(pool.allocate(), Some(Ipv4Addr::new(10, 244, 1, 2)));
         assert_eq!(pool.allocate(), Some(Ipv4Addr::new(10, 244, 1, 3)));
         pool.release(Ipv4Addr::new(10, 244, 1, 2));
+        assert_eq!(pool.allocate(), Some(Ipv4Addr::new(10, 244, 1, 2)));
+    }
+
+    #[test]
+    fn ip_pool_lets_a_restarted_pod_reclaim_its_free_address_only() {
+        let mut pool = IpPool::new((Ipv4Addr::new(10, 244, 1, 0), 24));
+        assert!(pool.claim(Ipv4Addr::new(10, 244, 1, 9)));
+        assert!(!pool.claim(Ipv4Addr::new(10, 244, 1, 9)), "already taken");
+        assert!(!pool.claim(Ipv4Addr::new(10, 244, 2, 9)), "another node's range");
+        assert!(!pool.claim(Ipv4Addr::new(10, 244, 1, 255)), "broadcast");
         assert_eq!(pool.allocate(), Some(Ipv4Addr::new(10, 244, 1, 2)));
     }
 

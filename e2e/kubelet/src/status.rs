@@ -72,9 +72,10 @@ pub fn pod_status(inputs: &StatusInputs) -> Value {
         "phase": phase,
         "conditions": conditions,
         "hostIP": inputs.host_ip,
-        "hostIPs": [{ "ip": inputs.host_ip }],
+        // `$patch: replace`: a strategic merge would otherwise merge a changed IP into the list by key.
+        "hostIPs": [{ "ip": inputs.host_ip }, { "$patch": "replace" }],
         "podIP": inputs.pod_ip,
-        "podIPs": [{ "ip": inputs.pod_ip }],
+        "podIPs": [{ "ip": inputs.pod_ip }, { "$patch": "replace" }],
         "startTime": rfc3339(inputs.start_time),
         "initContainerStatuses": state.init_containers.iter().map(|c| container_status(c, &image_of(&c.name, true))).collect::<Vec<_>>(),
         "containerStatuses": state.containers.iter().map(|c| container_status(c, &image_of(&c.name, false))).collect::<Vec<_>>(),

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Secret, ServiceAccount, Volume,
+    ConfigMap, DownwardAPIVolumeFile, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+    ServiceAccount, Volume,
 };
 use kube::api::{Api, PostParams};
 use serde_json::json;
@@ -121,56 +122,40 @@ async fn claim_path(client: &kube::Client, pod: &Pod, claim: &str) -> anyhow::Re
 /// The files of an API-backed volume, or `None` for other volume types.
 async fn render(client: &kube::Client, pod: &Pod, volume: &Volume) -> anyhow::Result<Option<Files>> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let mode_of = |default_mode: Option<i32>| default_mode.unwrap_or(0o644) as u32;
     if let Some(source) = &volume.secret {
         let name = source.secret_name.clone().unwrap_or_default();
         let data = secret_data(client, ns, &name).await?;
-        let mode = source.default_mode.unwrap_or(0o644) as u32;
-        return match data {
-            Some(data) => Ok(Some(select(
-                &data,
-                source.items.as_deref(),
-                mode,
-                &format!("secret {name:?}"),
-            )?)),
-            None if source.optional == Some(true) => Ok(Some(Files::new())),
-            None => bail!("secret {name:?} not found"),
-        };
+        let mode = mode_of(source.default_mode);
+        return keyed(
+            "secret",
+            &name,
+            data,
+            source.items.as_deref(),
+            source.optional,
+            mode,
+        )
+        .map(Some);
     }
     if let Some(source) = &volume.config_map {
         let data = config_map_data(client, ns, &source.name).await?;
-        let mode = source.default_mode.unwrap_or(0o644) as u32;
-        return match data {
-            Some(data) => Ok(Some(select(
-                &data,
-                source.items.as_deref(),
-                mode,
-                &format!("configmap {:?}", source.name),
-            )?)),
-            None if source.optional == Some(true) => Ok(Some(Files::new())),
-            None => bail!("configmap {:?} not found", source.name),
-        };
+        let mode = mode_of(source.default_mode);
+        return keyed(
+            "configmap",
+            &source.name,
+            data,
+            source.items.as_deref(),
+            source.optional,
+            mode,
+        )
+        .map(Some);
     }
     if let Some(source) = &volume.downward_api {
-        let mode = source.default_mode.unwrap_or(0o644) as u32;
-        let mut files = Files::new();
-        for item in source.items.iter().flatten() {
-            let field = item
-                .field_ref
-                .as_ref()
-                .map(|f| f.field_path.as_str())
-                .unwrap_or_default();
-            files.insert(
-                item.path.clone(),
-                (
-                    downward_field(pod, field)?.into_bytes(),
-                    item.mode.map_or(mode, |m| m as u32),
-                ),
-            );
-        }
-        return Ok(Some(files));
+        let items = source.items.as_deref().unwrap_or_default();
+        return downward_files(pod, items, mode_of(source.default_mode)).map(Some);
     }
     if let Some(projected) = &volume.projected {
-        let mode = projected.default_mode.unwrap_or(0o644) as u32;
+        let mode = mode_of(projected.default_mode);
         let mut files = Files::new();
         for source in projected.sources.iter().flatten() {
             if let Some(token) = &source.service_account_token {
@@ -180,49 +165,69 @@ async fn render(client: &kube::Client, pod: &Pod, volume: &Volume) -> anyhow::Re
                 files.insert(token.path.clone(), (value.into_bytes(), mode));
             }
             if let Some(secret) = &source.secret {
-                match secret_data(client, ns, &secret.name).await? {
-                    Some(data) => files.extend(select(
-                        &data,
-                        secret.items.as_deref(),
-                        mode,
-                        &format!("secret {:?}", secret.name),
-                    )?),
-                    None if secret.optional == Some(true) => {}
-                    None => bail!("secret {:?} not found", secret.name),
-                }
+                let data = secret_data(client, ns, &secret.name).await?;
+                files.extend(keyed(
+                    "secret",
+                    &secret.name,
+                    data,
+                    secret.items.as_deref(),
+                    secret.optional,
+                    mode,
+                )?);
             }
             if let Some(cm) = &source.config_map {
-                match config_map_data(client, ns, &cm.name).await? {
-                    Some(data) => files.extend(select(
-                        &data,
-                        cm.items.as_deref(),
-                        mode,
-                        &format!("configmap {:?}", cm.name),
-                    )?),
-                    None if cm.optional == Some(true) => {}
-                    None => bail!("configmap {:?} not found", cm.name),
-                }
+                let data = config_map_data(client, ns, &cm.name).await?;
+                files.extend(keyed(
+                    "configmap",
+                    &cm.name,
+                    data,
+                    cm.items.as_deref(),
+                    cm.optional,
+                    mode,
+                )?);
             }
             if let Some(downward) = &source.downward_api {
-                for item in downward.items.iter().flatten() {
-                    let field = item
-                        .field_ref
-                        .as_ref()
-                        .map(|f| f.field_path.as_str())
-                        .unwrap_or_default();
-                    files.insert(
-                        item.path.clone(),
-                        (
-                            downward_field(pod, field)?.into_bytes(),
-                            item.mode.map_or(mode, |m| m as u32),
-                        ),
-                    );
-                }
+                files.extend(downward_files(
+                    pod,
+                    downward.items.as_deref().unwrap_or_default(),
+                    mode,
+                )?);
             }
         }
         return Ok(Some(files));
     }
     Ok(None)
+}
+
+/// The files of a Secret or ConfigMap source: its selected keys; nothing when it is missing but
+/// optional; an error naming it when it is missing and required.
+fn keyed(
+    kind: &str,
+    name: &str,
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    items: Option<&[KeyToPath]>,
+    optional: Option<bool>,
+    mode: u32,
+) -> anyhow::Result<Files> {
+    match data {
+        Some(data) => select(&data, items, mode, &format!("{kind} {name:?}")),
+        None if optional == Some(true) => Ok(Files::new()),
+        None => bail!("{kind} {name:?} not found"),
+    }
+}
+
+fn downward_files(pod: &Pod, items: &[DownwardAPIVolumeFile], mode: u32) -> anyhow::Result<Files> {
+    let mut files = Files::new();
+    for item in items {
+        let field = item
+            .field_ref
+            .as_ref()
+            .map(|f| f.field_path.as_str())
+            .unwrap_or_default();
+        let content = downward_field(pod, field)?.into_bytes();
+        files.insert(item.path.clone(), (content, item.mode.map_or(mode, |m| m as u32)));
+    }
+    Ok(files)
 }
 
 async fn secret_data(
