@@ -56,6 +56,7 @@ mod tests {
             !dir.join("nested/bin/.cnredis.tmp").exists(),
             "staging file left behind"
         );
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -67,6 +68,7 @@ mod tests {
         fs::write(&dest, b"old contents").unwrap();
         install(&source, &dest).unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"new");
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -78,6 +80,7 @@ mod tests {
         fs::write(&blocker, b"").unwrap();
         let err = install(&source, &blocker.join("cnredis")).unwrap_err();
         assert!(format!("{err:#}").contains("cannot create directory"), "{err:#}");
+        fs::remove_dir_all(dir).unwrap();
     }
 
     fn tempdir() -> std::path::PathBuf {
