@@ -90,28 +90,40 @@ pub fn container_env(
                 } else if let Some(resource) = &from.resource_field_ref {
                     resource_value(container, &resource.resource, resource.divisor.as_ref())?
                 } else if let Some(key) = &from.secret_key_ref {
-                    match sources.secrets.get(&key.name).and_then(|d| d.get(&key.key)) {
-                        Some(v) => v.clone(),
-                        None if key.optional == Some(true) => continue,
-                        None if sources.secrets.contains_key(&key.name) => {
-                            return Err(EnvError::MissingSecretKey {
-                                name: key.name.clone(),
-                                key: key.key.clone(),
-                            });
-                        }
-                        None => return Err(EnvError::MissingSecret(key.name.clone())),
+                    let found = referenced_key(
+                        &sources.secrets,
+                        &key.name,
+                        &key.key,
+                        key.optional,
+                        |name, key| {
+                            if key.is_empty() {
+                                EnvError::MissingSecret(name)
+                            } else {
+                                EnvError::MissingSecretKey { name, key }
+                            }
+                        },
+                    )?;
+                    match found {
+                        Some(value) => value,
+                        None => continue,
                     }
                 } else if let Some(key) = &from.config_map_key_ref {
-                    match sources.config_maps.get(&key.name).and_then(|d| d.get(&key.key)) {
-                        Some(v) => v.clone(),
-                        None if key.optional == Some(true) => continue,
-                        None if sources.config_maps.contains_key(&key.name) => {
-                            return Err(EnvError::MissingConfigMapKey {
-                                name: key.name.clone(),
-                                key: key.key.clone(),
-                            });
-                        }
-                        None => return Err(EnvError::MissingConfigMap(key.name.clone())),
+                    let found = referenced_key(
+                        &sources.config_maps,
+                        &key.name,
+                        &key.key,
+                        key.optional,
+                        |name, key| {
+                            if key.is_empty() {
+                                EnvError::MissingConfigMap(name)
+                            } else {
+                                EnvError::MissingConfigMapKey { name, key }
+                            }
+                        },
+                    )?;
+                    match found {
+                        Some(value) => value,
+                        None => continue,
                     }
                 } else {
                     String::new()
@@ -135,6 +147,26 @@ pub fn container_env(
         );
     }
     Ok(env)
+}
+
+/// One key of a Secret or ConfigMap the environment refers to; `None` when it is missing but optional.
+/// `missing(name, key)` builds the error, with an empty key when the whole object is missing.
+fn referenced_key(
+    objects: &BTreeMap<String, BTreeMap<String, String>>,
+    name: &str,
+    key: &str,
+    optional: Option<bool>,
+    missing: impl Fn(String, String) -> EnvError,
+) -> Result<Option<String>, EnvError> {
+    match objects.get(name) {
+        Some(data) => match data.get(key) {
+            Some(value) => Ok(Some(value.clone())),
+            None if optional == Some(true) => Ok(None),
+            None => Err(missing(name.to_string(), key.to_string())),
+        },
+        None if optional == Some(true) => Ok(None),
+        None => Err(missing(name.to_string(), String::new())),
+    }
 }
 
 /// `command` + `args` with `$(VAR)` expanded from `env`.

@@ -230,50 +230,42 @@ fn downward_files(pod: &Pod, items: &[DownwardAPIVolumeFile], mode: u32) -> anyh
     Ok(files)
 }
 
+/// A Secret's keys and their bytes, or `None` when it does not exist.
 async fn secret_data(
     client: &kube::Client,
     ns: &str,
     name: &str,
 ) -> anyhow::Result<Option<BTreeMap<String, Vec<u8>>>> {
-    let Some(secret) = Api::<Secret>::namespaced(client.clone(), ns)
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
         .get_opt(name)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let mut data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    for (k, v) in secret.string_data.unwrap_or_default() {
-        data.insert(k, v.into_bytes());
-    }
-    Ok(Some(data))
+        .await?;
+    Ok(secret.map(|s| binary(s.data)))
 }
 
+/// A ConfigMap's keys (text and binary) and their bytes, or `None` when it does not exist.
 async fn config_map_data(
     client: &kube::Client,
     ns: &str,
     name: &str,
 ) -> anyhow::Result<Option<BTreeMap<String, Vec<u8>>>> {
-    let Some(cm) = Api::<ConfigMap>::namespaced(client.clone(), ns)
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), ns)
         .get_opt(name)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let mut data: BTreeMap<String, Vec<u8>> = cm
-        .data
-        .unwrap_or_default()
+        .await?;
+    Ok(cm.map(|cm| {
+        let text = cm
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()));
+        text.chain(binary(cm.binary_data)).collect()
+    }))
+}
+
+fn binary(data: Option<BTreeMap<String, k8s_openapi::ByteString>>) -> BTreeMap<String, Vec<u8>> {
+    data.unwrap_or_default()
         .into_iter()
-        .map(|(k, v)| (k, v.into_bytes()))
-        .collect();
-    for (k, v) in cm.binary_data.unwrap_or_default() {
-        data.insert(k, v.0);
-    }
-    Ok(Some(data))
+        .map(|(k, v)| (k, v.0))
+        .collect()
 }
 
 /// A bound service-account token for the pod (TokenRequest bound to the pod object).

@@ -104,6 +104,22 @@ impl Fixture {
         }
     }
 
+    /// A container serving `/data` over HTTP on `ip:port` (python3's http.server).
+    fn http_server(&self, name: &str, ip: &str, port: u16) -> ContainerPlan {
+        let port = port.to_string();
+        let argv = [
+            "python3",
+            "-m",
+            "http.server",
+            port.as_str(),
+            "--bind",
+            ip,
+            "--directory",
+            "/data",
+        ];
+        self.container(name, &argv)
+    }
+
     fn pod(&self, n: u8, containers: Vec<ContainerPlan>) -> PodPlan {
         PodPlan {
             uid: self.uid(n),
@@ -421,19 +437,7 @@ async fn container_and_its_exec_probes_run_as_the_requested_user_in_the_working_
 async fn pod_ip_is_reachable_from_the_host_and_http_readiness_turns_ready() {
     let fx = Fixture::new(2);
     let ip = fx.ip(0).to_string();
-    let mut web = fx.container(
-        "web",
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            &ip,
-            "--directory",
-            "/data",
-        ],
-    );
+    let mut web = fx.http_server("web", &ip, 8080);
     web.readiness_probe = Some(probe(
         Action::HttpGet {
             port: 8080,
@@ -690,19 +694,7 @@ async fn freeze_stops_every_process_of_the_pod_and_thaw_resumes_them() {
 async fn cut_network_isolates_the_pod_until_restored() {
     let fx = Fixture::new(10);
     let ip = fx.ip(0).to_string();
-    let mut web = fx.container(
-        "web",
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            &ip,
-            "--directory",
-            "/data",
-        ],
-    );
+    let mut web = fx.http_server("web", &ip, 8080);
     web.readiness_probe = Some(probe(Action::TcpSocket { port: 8080 }, 200, 1));
     let handle = fx.runtime.start(fx.pod(0, vec![web])).await.unwrap();
     let mut rx = handle.state();
