@@ -7,3 +7,5 @@
 
 pub mod config;
 pub mod decide;
+pub mod info;
+pub mod metrics;

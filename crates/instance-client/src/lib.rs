@@ -1,0 +1,1 @@
+//! The instance API's wire format and client (placeholder, being written).

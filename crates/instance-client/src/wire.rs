@@ -1,0 +1,192 @@
+//! The JSON bodies of the instance API (port 8000), defined once for the instance manager that serves them
+//! and the operator that reads them. Field names are camelCase on the wire.
+
+use serde::{Deserialize, Serialize};
+
+/// Paths of the instance API.
+pub mod path {
+    pub const HEALTHZ: &str = "/healthz";
+    pub const READYZ: &str = "/readyz";
+    pub const STATUS: &str = "/v1/status";
+    pub const PROMOTE: &str = "/v1/promote";
+    pub const DEMOTE: &str = "/v1/demote";
+    pub const FENCE: &str = "/v1/fence";
+    pub const UNFENCE: &str = "/v1/unfence";
+}
+
+/// Replication role reported by the server.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    Primary,
+    Replica,
+    /// The server did not answer, or its role could not be read.
+    Unknown,
+}
+
+/// The primary lease as the instance manager sees it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum LeaseStatus {
+    /// This pod holds the primary lease and renews it in time.
+    Held,
+    /// This pod held the lease and could not renew it in time: it refuses writes until confirmed.
+    Expired,
+    /// This pod does not hold the lease (it is not the primary).
+    NotPrimary,
+    /// The instance manager runs without a lease (no Kubernetes API, e.g. in integration tests).
+    Disabled,
+}
+
+/// `GET /v1/status`: everything the operator needs to judge one instance.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceReport {
+    /// Pod name.
+    pub pod: String,
+    /// RedisCluster name.
+    pub cluster: String,
+    /// The server answered the last observation.
+    pub answered: bool,
+    pub role: Role,
+    /// The server refuses writes because this instance manager fenced it.
+    pub fenced: bool,
+    /// Why it must refuse writes now, most important first (`requested`, `emptyAfterRestart`,
+    /// `leaseExpired`, `noPrimaryKnown`, `awaitingInitialization`); empty when it may accept them.
+    pub fence_reasons: Vec<String>,
+    /// This pod should be primary but restarted with no dataset while the cluster records data: the
+    /// operator must fail over rather than let replicas copy it.
+    pub empty_after_restart: bool,
+    /// `/readyz` answers 200.
+    pub ready: bool,
+    pub replication: Replication,
+    pub dataset: Dataset,
+    pub persistence: Persistence,
+    pub lease: LeaseStatus,
+    /// `valkey` or `redis`.
+    pub engine: String,
+    /// e.g. `8.1.8`.
+    pub engine_version: String,
+    /// Version of the `cnredis` binary running as instance manager.
+    pub manager_version: String,
+    /// Seconds since the instance manager started.
+    pub manager_uptime_seconds: u64,
+    /// Seconds since the server (re)started, from `INFO server`.
+    pub server_uptime_seconds: u64,
+    /// Times the supervisor restarted the server after it exited.
+    pub server_restarts: u32,
+    /// Parameters changed in the spec that the server only takes at a restart.
+    pub pending_restart: Vec<String>,
+    /// The last error of applying the desired state, when the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Replication state, from `INFO replication`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Replication {
+    /// `master_replid`.
+    pub replication_id: String,
+    /// `master_replid2`: the previous replication id, kept after a promotion for partial resyncs.
+    pub replication_id2: String,
+    /// `master_repl_offset`.
+    pub offset: i64,
+    /// `second_repl_offset`: up to which offset `replicationId2` is valid (-1 when unused).
+    pub second_offset: i64,
+    /// A replica's primary, `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    /// A replica's link: `up`, `down` or `syncing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// Bytes a replica is behind the offset its primary last announced (0 when linked and caught up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<i64>,
+    /// Seconds since a replica last heard from its primary (`master_last_io_seconds_ago`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<i64>,
+    /// A full synchronisation is running.
+    pub sync_in_progress: bool,
+    /// Replicas connected to this server (a primary's view).
+    pub connected_replicas: Vec<ConnectedReplica>,
+}
+
+/// One replica as its primary lists it (`slaveN:` lines).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectedReplica {
+    pub ip: String,
+    pub port: u16,
+    /// `online`, `wait_bgsave`, `send_bulk`, ...
+    pub state: String,
+    pub offset: i64,
+    /// Bytes behind this primary's offset.
+    pub lag_bytes: i64,
+    /// Seconds since the replica's last acknowledgement.
+    pub lag_seconds: i64,
+}
+
+/// Size of the dataset.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Dataset {
+    /// Keys in all databases.
+    pub keys: u64,
+    /// Keys with an expiry.
+    pub expires: u64,
+    /// `used_memory`.
+    pub used_memory_bytes: u64,
+    /// `used_memory_dataset`.
+    pub dataset_bytes: u64,
+    /// `maxmemory` (0 = no limit).
+    pub maxmemory_bytes: u64,
+}
+
+/// Persistence state, from `INFO persistence`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Persistence {
+    /// The spec's mode: `none`, `rdb`, `aof` or `rdb+aof`.
+    pub mode: String,
+    /// The server is loading its dataset.
+    pub loading: bool,
+    /// The dataset was loaded from a file on the data volume when the server last started.
+    pub loaded_from_disk: bool,
+    pub rdb_changes_since_last_save: u64,
+    pub rdb_bgsave_in_progress: bool,
+    /// Unix time of the last successful RDB save.
+    pub rdb_last_save_time: i64,
+    pub rdb_last_bgsave_ok: bool,
+    pub aof_enabled: bool,
+    pub aof_rewrite_in_progress: bool,
+    pub aof_last_write_ok: bool,
+}
+
+/// `POST /v1/demote`: follow this primary.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoteRequest {
+    pub primary_host: String,
+    pub primary_port: u16,
+}
+
+/// The answer to a mutating call once what it asked for holds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionResult {
+    /// What was done, or that nothing needed doing (calls are idempotent).
+    pub message: String,
+    /// The role after the call.
+    pub role: Role,
+    pub fenced: bool,
+}
+
+/// The body of every non-2xx answer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiError {
+    /// Machine-readable reason, e.g. `unauthenticated`, `forbidden`, `notTargetPrimary`, `serverDown`.
+    pub reason: String,
+    pub message: String,
+}

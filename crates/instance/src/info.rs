@@ -1,0 +1,1 @@
+//! Parsing of the server's `INFO` output (placeholder, being written).

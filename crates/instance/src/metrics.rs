@@ -1,0 +1,1 @@
+//! Instance metrics on port 9121 (placeholder, being written).

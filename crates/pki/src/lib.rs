@@ -1,0 +1,1 @@
+//! Certificates of the instance API (placeholder, being written).
