@@ -6,7 +6,7 @@ TARGET      := x86_64-unknown-linux-gnu
 RELEASE_BIN := $(CURDIR)/target/$(TARGET)/release/cnredis
 HELM         = $(shell hack/install-helm.sh | tail -1)
 
-.PHONY: all build tools generate test fmt-check clippy unit check-generated chart-test admission-e2e e2e-smoke cluster-up cluster-down cluster-status demo clean
+.PHONY: all build tools deps generate test fmt-check clippy unit check-generated chart-test admission-e2e e2e-smoke cluster-up cluster-down cluster-status demo clean
 
 all: build
 
@@ -17,6 +17,10 @@ build:
 ## tools: build (once, cached under ~/.cache/cnredis) the tools the checks need
 tools:
 	@hack/install-helm.sh >/dev/null
+
+## deps: the engines and system packages the tests run (cached under ~/.cache/cnredis)
+deps:
+	e2e/install-deps.sh >/dev/null
 
 ## generate: rewrite every generated file (CRDs, docs/api.md, manifests rendered from the chart)
 generate: tools
@@ -31,7 +35,8 @@ fmt-check:
 clippy:
 	cargo clippy --locked --workspace --all-targets -- -D warnings
 
-unit: build
+## unit: unit tests, and the instance manager's integration tests against real servers
+unit: build deps
 	CNREDIS_BIN=$(RELEASE_BIN) cargo test --locked --workspace
 
 check-generated: tools

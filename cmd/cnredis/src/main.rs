@@ -3,6 +3,7 @@
 //! printer (`crd`). This file only parses the command line and dispatches.
 
 mod bootstrap;
+mod instance;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -61,24 +62,13 @@ struct ControllerArgs {
 #[derive(Subcommand, Debug)]
 enum InstanceCommand {
     /// Run as PID 1 of an instance pod: supervise the server and serve the instance API.
-    Run(InstanceRunArgs),
-}
-
-#[derive(Args, Debug)]
-struct InstanceRunArgs {
-    /// Name of the RedisCluster this instance belongs to.
-    #[arg(long, env = "CNREDIS_CLUSTER_NAME")]
-    cluster_name: Option<String>,
-    /// Name of this pod (downward API).
-    #[arg(long, env = "POD_NAME")]
-    pod_name: Option<String>,
-    /// Namespace of this pod (downward API).
-    #[arg(long, env = "POD_NAMESPACE")]
-    pod_namespace: Option<String>,
+    Run(Box<instance::InstanceRunArgs>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS provider for every client and server in the process (kube, the instance API).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if let Err(err) = telemetry::init(&cli.telemetry) {
         eprintln!("cnredis: {err:#}");
         return ExitCode::from(2);
@@ -108,11 +98,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Controller(args) => not_yet("controller", &format!("{args:?}")),
-        Command::Instance(InstanceCommand::Run(args)) => not_yet("instance run", &format!("{args:?}")),
+        Command::Instance(InstanceCommand::Run(args)) => {
+            instance::run(*args)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
-/// The controller and the instance manager arrive with their own issues. Until then they refuse to
+/// The controller arrives with its own issue. Until then they refuse to
 /// start rather than pretend: a pod running them fails visibly instead of looking healthy.
 fn not_yet(what: &str, args: &str) -> anyhow::Result<ExitCode> {
     tracing::error!(command = what, args, "not implemented in this build");

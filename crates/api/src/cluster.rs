@@ -80,6 +80,7 @@ pub const OPERATOR_OWNED_PARAMETERS: &[&str] = &[
     category = "cnredis",
     namespaced,
     status = "RedisClusterStatus",
+    derive = "PartialEq",
     printcolumn = r#"{"name":"Instances","type":"integer","jsonPath":".spec.instances","description":"Desired number of instances"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyInstances","description":"Instances ready and in sync"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase","description":"Lifecycle phase"}"#,
@@ -687,6 +688,10 @@ pub struct InstanceStatus {
     /// Bytes a replica is behind its primary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_bytes: Option<i64>,
+    /// Keys in the instance's dataset. An instance that restarts empty while another instance is
+    /// recorded with keys or a replication offset refuses to serve as primary (empty-primary guard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<i64>,
     /// Seconds since a replica last heard from its primary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_seconds: Option<i64>,

@@ -81,6 +81,17 @@ pub fn app_secret(cluster: &str) -> String {
     format!("{cluster}-app")
 }
 
+/// `coordination.k8s.io` Lease the primary renews; a primary that cannot renew it in time stops accepting
+/// writes by itself, and the operator moves its holder to the new primary when it fails over.
+pub fn primary_lease(cluster: &str) -> String {
+    format!("{cluster}-primary")
+}
+
+/// Secret with the instance API's server certificate (`tls.crt`, `tls.key`) and its CA (`ca.crt`).
+pub fn instance_api_secret(cluster: &str) -> String {
+    format!("{cluster}-instance-api")
+}
+
 /// Which instances the `cnredis.io/fencedInstances` annotation fences.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum FencedInstances {

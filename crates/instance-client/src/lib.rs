@@ -1,1 +1,7 @@
-//! The instance API's wire format and client (placeholder, being written).
+//! The instance API's wire format, shared by the instance manager that serves it and the operator that
+//! calls it, and the operator's typed mTLS client.
+
+mod client;
+pub mod wire;
+
+pub use client::{ClientError, InstanceClient, Target};

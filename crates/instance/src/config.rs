@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use cnredis_api::cluster::{
     AppendFsync, EvictionPolicy, OPERATOR_OWNED_PARAMETERS, PersistenceMode, RedisClusterSpec,
 };
-use cnredis_api::names::REDIS_PORT;
 
 /// RDB save points used when persistence includes snapshots and the user sets no `save` parameter (the
 /// servers' own defaults since 7.0).
@@ -70,6 +69,14 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
+    /// `valkey` or `redis`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Valkey => "valkey",
+            Self::Redis => "redis",
+        }
+    }
+
     /// Executable name in the image's PATH.
     pub fn server_binary(self) -> &'static str {
         match self {
@@ -89,11 +96,7 @@ pub struct Engine {
 impl fmt::Display for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (major, minor, patch) = self.version;
-        let name = match self.kind {
-            EngineKind::Valkey => "valkey",
-            EngineKind::Redis => "redis",
-        };
-        write!(f, "{name} {major}.{minor}.{patch}")
+        write!(f, "{} {major}.{minor}.{patch}", self.kind.name())
     }
 }
 
@@ -141,6 +144,9 @@ pub struct ConfigInput<'a> {
     pub engine: Engine,
     /// The pod's IP, announced to the primary so that it lists this replica by a reachable address.
     pub pod_ip: Ipv4Addr,
+    /// Port the server listens on (plain or TLS): [`cnredis_api::names::REDIS_PORT`] in a pod; tests running several servers
+    /// on one host give each its own.
+    pub port: u16,
     /// Directory on the data volume holding the RDB and AOF files.
     pub data_dir: PathBuf,
     /// Server password, read from the projected auth secret; required when `spec.auth.enabled`.
@@ -150,6 +156,9 @@ pub struct ConfigInput<'a> {
     /// Primary to replicate from at start (host, port); `None` starts the server as a primary.
     pub replica_of: Option<(String, u16)>,
     pub tls: Option<TlsFiles>,
+    /// Unix socket the instance manager talks to the server through: it works whatever the TLS settings
+    /// and never leaves the pod. Only the server's user may open it.
+    pub unix_socket: Option<PathBuf>,
 }
 
 /// One line of the configuration file: a parameter and its arguments, unquoted.
@@ -181,7 +190,10 @@ pub fn render(input: &ConfigInput<'_>) -> Result<String, ConfigError> {
         .map(|(_, v)| v.as_str());
 
     let mut lines = vec![
-        directive("port", if input.tls.is_some() { "0" } else { "6379" }),
+        directive(
+            "port",
+            if input.tls.is_some() { 0 } else { input.port }.to_string(),
+        ),
         directive("bind", "0.0.0.0"),
         // Protected mode only matters without a password; with auth disabled by the spec it would refuse
         // every client from another pod, so the spec's choice to run open is honoured.
@@ -190,6 +202,10 @@ pub fn render(input: &ConfigInput<'_>) -> Result<String, ConfigError> {
         directive("dir", path_str(&input.data_dir)?),
         directive("dbfilename", "dump.rdb"),
     ];
+    if let Some(socket) = &input.unix_socket {
+        lines.push(directive("unixsocket", path_str(socket)?));
+        lines.push(directive("unixsocketperm", "700"));
+    }
 
     let mode = spec.persistence.mode;
     let snapshots = matches!(mode, PersistenceMode::Rdb | PersistenceMode::RdbAof);
@@ -258,7 +274,7 @@ pub fn render(input: &ConfigInput<'_>) -> Result<String, ConfigError> {
         (None, Some(_)) => return Err(ConfigError::UnexpectedTlsFiles),
         (None, None) => {}
         (Some(_), Some(files)) => {
-            lines.push(directive("tls-port", REDIS_PORT.to_string()));
+            lines.push(directive("tls-port", input.port.to_string()));
             lines.push(directive("tls-cert-file", path_str(&files.cert)?));
             lines.push(directive("tls-key-file", path_str(&files.key)?));
             lines.push(directive("tls-ca-cert-file", path_str(&files.ca)?));

@@ -214,6 +214,47 @@ pub fn decide(observed: &Observed, desired: &Desired) -> Vec<Action> {
     actions
 }
 
+/// How a server (re)starts, decided before it runs, from the cluster status and whether its data
+/// directory holds a dataset. The boot-time guards live here: only the target primary starts as primary,
+/// and only with its dataset; everybody else starts as a replica of the current primary or, with no
+/// primary to follow, isolated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootRole {
+    Primary,
+    Replica {
+        address: String,
+    },
+    /// A replica of an address that never answers ([`ISOLATED_PRIMARY`]): it refuses writes, and it
+    /// refuses to feed replicas (`NOMASTERLINK`), which a primary, even a fenced one, would not.
+    Isolated,
+}
+
+/// The unreachable primary an isolated server replicates from: port 1 on its own loopback.
+pub const ISOLATED_PRIMARY: (&str, u16) = ("127.0.0.1", 1);
+
+/// The start of a server: its role and whether it starts fenced. `dataset_on_disk` says whether the data
+/// directory holds an RDB or AOF file to load.
+pub fn boot_plan(desired: &Desired, dataset_on_disk: bool) -> (BootRole, bool) {
+    let me = Some(desired.pod_name.as_str());
+    let empty_guard = !dataset_on_disk && desired.cluster_has_data;
+    let role = if desired.target_primary.as_deref() == me {
+        if empty_guard {
+            BootRole::Isolated
+        } else {
+            BootRole::Primary
+        }
+    } else {
+        match (desired.current_primary.as_deref(), &desired.primary_address) {
+            (Some(current), Some(address)) if Some(current) != me => BootRole::Replica {
+                address: address.clone(),
+            },
+            _ => BootRole::Isolated,
+        }
+    };
+    let fenced = desired.fence_requested || role == BootRole::Isolated;
+    (role, fenced)
+}
+
 /// Readiness (`GET /readyz`): the server answers and, for a replica, its link is up and its initial sync
 /// is complete. Fencing does not change readiness; the operator takes a fenced primary out of `-leader` by
 /// its role label.

@@ -7,5 +7,12 @@
 
 pub mod config;
 pub mod decide;
+pub mod http;
 pub mod info;
+pub mod lease;
+pub mod manager;
 pub mod metrics;
+pub mod run;
+pub mod server;
+pub mod source;
+pub mod supervisor;

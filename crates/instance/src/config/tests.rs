@@ -29,11 +29,13 @@ fn input(spec: &RedisClusterSpec) -> ConfigInput<'_> {
         spec,
         engine: valkey(),
         pod_ip: Ipv4Addr::new(10, 0, 0, 7),
+        port: 6379,
         data_dir: PathBuf::from("/data"),
         password: Some("secret".to_string()),
         memory_limit_bytes: Some(256 * MI),
         replica_of: None,
         tls: None,
+        unix_socket: None,
     }
 }
 

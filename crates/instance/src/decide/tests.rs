@@ -725,3 +725,65 @@ fn readiness_needs_a_linked_and_synced_replica() {
         assert_eq!(is_ready(&observed), ready, "{name}");
     }
 }
+
+#[test]
+fn boot_plan_starts_only_the_target_primary_as_primary_and_only_with_its_dataset() {
+    let cases = [
+        // (desired, dataset on disk) -> (role, fenced)
+        (pod("c-1").primary_is("c-1"), true, BootRole::Primary, false),
+        (pod("c-1").primary_is("c-1"), false, BootRole::Primary, false),
+        (
+            pod("c-1").primary_is("c-1").with_data(),
+            false,
+            BootRole::Isolated,
+            true,
+        ),
+        (
+            pod("c-1").primary_is("c-1").with_data(),
+            true,
+            BootRole::Primary,
+            false,
+        ),
+        (
+            pod("c-1").primary_is("c-1").fence_requested(),
+            true,
+            BootRole::Primary,
+            true,
+        ),
+        (
+            pod("c-2").primary_is("c-1"),
+            true,
+            BootRole::Replica { address: addr("c-1") },
+            false,
+        ),
+        (
+            pod("c-2").primary_is("c-1").with_data(),
+            false,
+            BootRole::Replica { address: addr("c-1") },
+            false,
+        ),
+        (
+            pod("c-2").primary_is("c-1").no_address(),
+            true,
+            BootRole::Isolated,
+            true,
+        ),
+        (pod("c-2").no_primary(), true, BootRole::Isolated, true),
+        (pod("c-2").uninitialised("c-1"), true, BootRole::Isolated, true),
+        (pod("c-1").uninitialised("c-1"), false, BootRole::Primary, false),
+        // The old primary of a switchover that restarts before the target is promoted.
+        (
+            pod("c-1").current("c-1").target("c-2"),
+            true,
+            BootRole::Isolated,
+            true,
+        ),
+    ];
+    for (desired, on_disk, role, fenced) in cases {
+        assert_eq!(
+            boot_plan(&desired, on_disk),
+            (role.clone(), fenced),
+            "{desired:?} with dataset on disk {on_disk}"
+        );
+    }
+}

@@ -1,0 +1,492 @@
+//! `cnredis instance run` supervising real servers (Valkey 9.1 and 8.1, Redis 7.0): replication set up
+//! and repointed, switchover by promote and demote, fencing, the boot-time and empty-primary guards,
+//! password rotation without a restart, a killed server coming back, a clean SIGTERM, the instance API's
+//! authentication, and metrics that a Prometheus parser reads.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use cnredis_instance_client::wire::{self, Role};
+use cnredis_instance_client::{ClientError, InstanceClient};
+use support::{CLUSTER, Harness, PASSWORD, eventually, info_field};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn set(harness: &Harness, pod: &str, key: &str, value: &str) -> redis::RedisResult<()> {
+    let mut connection = harness.redis(pod, PASSWORD).await?;
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(&mut connection)
+        .await
+}
+
+async fn get(harness: &Harness, pod: &str, key: &str) -> Result<Option<String>, String> {
+    let mut connection = harness.redis(pod, PASSWORD).await.map_err(|e| e.to_string())?;
+    redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut connection)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn wait_value(harness: &Harness, pod: &str, key: &str, value: &str) {
+    wait_value_with(harness, pod, PASSWORD, key, value).await
+}
+
+async fn wait_value_with(harness: &Harness, pod: &str, password: &str, key: &str, value: &str) {
+    eventually(&format!("{key}={value} on {pod}"), WAIT, || async {
+        let mut connection = harness.redis(pod, password).await.map_err(|e| e.to_string())?;
+        let found: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| e.to_string())?;
+        match found {
+            Some(found) if found == value => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
+fn error_code(result: redis::RedisResult<()>) -> Option<String> {
+    result.err().and_then(|error| error.code().map(str::to_string))
+}
+
+/// Two instances, c-1 primary: replication, fencing, auth, switchover, rotation, crash, SIGTERM.
+async fn lifecycle(engine: &str) {
+    let mut h = Harness::new(&format!("lifecycle-{engine}"), engine, 2, "rdb");
+    h.set_primary(Some("c-1"), Some("c-1"));
+    h.start("c-1");
+    h.start("c-2");
+    let primary = h.wait_ready("c-1").await;
+    assert_eq!(primary.role, Role::Primary);
+    assert!(!primary.fenced);
+    let replica = h.wait_ready("c-2").await;
+    assert_eq!(replica.role, Role::Replica);
+    assert_eq!(
+        replica.replication.primary.as_deref(),
+        Some(format!("127.0.0.1:{}", h.instance("c-1").port).as_str())
+    );
+    assert_eq!(
+        replica.engine,
+        if engine.starts_with("valkey") {
+            "valkey"
+        } else {
+            "redis"
+        }
+    );
+
+    // Replication.
+    set(&h, "c-1", "k1", "v1").await.unwrap();
+    wait_value(&h, "c-2", "k1", "v1").await;
+    assert_eq!(
+        error_code(set(&h, "c-2", "k", "v").await).as_deref(),
+        Some("READONLY")
+    );
+
+    // Authentication of the API: nothing changes for a caller that is not the operator.
+    let anonymous = InstanceClient::new(
+        cnredis_pki::anonymous_client_config(h.ca.cert_pem()).unwrap(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let pod_identity = InstanceClient::new(
+        cnredis_pki::client_config(h.ca.cert_pem(), &h.server_cert.cert_pem, &h.server_cert.key_pem).unwrap(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let stranger_ca = cnredis_pki::CertificateAuthority::generate("another CA").unwrap();
+    let stranger_cert = stranger_ca
+        .issue_operator_client(Duration::from_secs(3600))
+        .unwrap();
+    let stranger = InstanceClient::new(
+        cnredis_pki::client_config(h.ca.cert_pem(), &stranger_cert.cert_pem, &stranger_cert.key_pem).unwrap(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let c1 = h.instance("c-1").target();
+    for (who, client, expected) in [
+        ("no certificate", &anonymous, 401),
+        ("a pod's server certificate", &pod_identity, 403),
+        ("another CA's operator certificate", &stranger, 403),
+    ] {
+        match client.fence(&c1).await {
+            Err(ClientError::Api { status, error }) => {
+                assert_eq!(status, expected, "fence with {who}: {error:?}")
+            }
+            other => panic!("fence with {who} should be refused, got {other:?}"),
+        }
+        match client.promote(&h.instance("c-2").target()).await {
+            Err(ClientError::Api { status, .. }) => assert_eq!(status, expected, "promote with {who}"),
+            other => panic!("promote with {who} should be refused, got {other:?}"),
+        }
+    }
+    // Reads are open (probes carry no certificate).
+    assert!(anonymous.ready(&c1).await.unwrap());
+    set(&h, "c-1", "after-refused-calls", "1").await.unwrap();
+    assert_eq!(h.status("c-2").await.unwrap().role, Role::Replica);
+
+    // Fence: writes refused once the call returns; reads go on; unfence restores writes.
+    let fenced = h.operator.fence(&c1).await.unwrap();
+    assert!(fenced.fenced);
+    assert_eq!(
+        error_code(set(&h, "c-1", "k2", "v2").await).as_deref(),
+        Some("NOREPLICAS")
+    );
+    assert_eq!(get(&h, "c-1", "k1").await.unwrap().as_deref(), Some("v1"));
+    let report = h.status("c-1").await.unwrap();
+    assert!(report.fenced);
+    assert_eq!(report.fence_reasons, ["requested"]);
+    let unfenced = h.operator.unfence(&c1).await.unwrap();
+    assert!(!unfenced.fenced);
+    set(&h, "c-1", "k2", "v2").await.unwrap();
+
+    // The annotation fences as well, and withdrawing it unfences.
+    h.set_annotation("cnredis.io/fencedInstances", Some(r#"["c-1"]"#));
+    eventually("c-1 fenced by annotation", WAIT, || async {
+        match error_code(set(&h, "c-1", "k3", "v3").await) {
+            Some(code) if code == "NOREPLICAS" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    h.set_annotation("cnredis.io/fencedInstances", None);
+    eventually("c-1 unfenced", WAIT, || async {
+        set(&h, "c-1", "k3", "v3").await.map_err(|e| e.to_string())
+    })
+    .await;
+
+    // Promotion is declarative: c-2 is not targetPrimary.
+    match h.operator.promote(&h.instance("c-2").target()).await {
+        Err(ClientError::Api { status, error }) => {
+            assert_eq!((status, error.reason.as_str()), (409, "notTargetPrimary"))
+        }
+        other => panic!("promoting a pod that is not targetPrimary should fail, got {other:?}"),
+    }
+
+    // Switchover c-1 -> c-2: fence, wait for the offsets to match, promote, demote.
+    let mut client_of_old_primary = h.redis("c-1", PASSWORD).await.unwrap();
+    h.operator.fence(&c1).await.unwrap();
+    eventually("c-2 caught up with c-1", WAIT, || async {
+        let (p, r) = (h.status("c-1").await?, h.status("c-2").await?);
+        if p.replication.offset == r.replication.offset {
+            Ok(())
+        } else {
+            Err(format!("{} vs {}", p.replication.offset, r.replication.offset))
+        }
+    })
+    .await;
+    h.set_primary(Some("c-1"), Some("c-2"));
+    let promoted = h.operator.promote(&h.instance("c-2").target()).await.unwrap();
+    assert_eq!(promoted.role, Role::Primary);
+    let again = h.operator.promote(&h.instance("c-2").target()).await.unwrap();
+    assert_eq!(again.role, Role::Primary, "promote is idempotent");
+    let demoted = h
+        .operator
+        .demote(
+            &c1,
+            &wire::DemoteRequest {
+                primary_host: "127.0.0.1".to_string(),
+                primary_port: h.instance("c-2").port,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(demoted.role, Role::Replica);
+    h.set_primary(Some("c-2"), Some("c-2"));
+    h.operator.unfence(&c1).await.unwrap();
+    assert!(
+        redis::cmd("PING")
+            .query_async::<String>(&mut client_of_old_primary)
+            .await
+            .is_err(),
+        "clients of the demoted primary are disconnected"
+    );
+    set(&h, "c-2", "k4", "v4").await.unwrap();
+    wait_value(&h, "c-1", "k4", "v4").await;
+    assert_eq!(
+        get(&h, "c-2", "k3").await.unwrap().as_deref(),
+        Some("v3"),
+        "no write lost"
+    );
+    h.wait_ready("c-1").await;
+    let new_primary = h.wait_ready("c-2").await;
+    assert_eq!(new_primary.replication.connected_replicas.len(), 1);
+
+    // Metrics parse as Prometheus text.
+    let text = reqwest_metrics(h.instance("c-2").metrics_port).await;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let value = |name: &str, label: Option<(&str, &str)>| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    assert_eq!(value("redis_up", None), Some(1.0));
+    assert_eq!(value("redis_connected_slaves", None), Some(1.0));
+    assert!(value("redis_db_keys", Some(("db", "db0"))).unwrap_or(0.0) >= 4.0);
+    assert_eq!(
+        value("cnredis_instance_role", Some(("role", "primary"))),
+        Some(1.0)
+    );
+    assert_eq!(value("cnredis_instance_fenced", None), Some(0.0));
+
+    // Password rotation: the servers take the new password live (same run id), replication stays up.
+    let mut before = h.redis("c-2", PASSWORD).await.unwrap();
+    let run_id = info_field(&mut before, "run_id").await.unwrap();
+    std::fs::write(&h.password_file, "second-password").unwrap();
+    for pod in ["c-1", "c-2"] {
+        eventually(&format!("{pod} takes the new password"), WAIT, || async {
+            let new = h.redis(pod, "second-password").await.map_err(|e| e.to_string())?;
+            drop(new);
+            match h.redis(pod, PASSWORD).await {
+                Ok(_) => Err("the old password still works".to_string()),
+                Err(_) => Ok(()),
+            }
+        })
+        .await;
+    }
+    let mut after = h.redis("c-2", "second-password").await.unwrap();
+    assert_eq!(
+        info_field(&mut after, "run_id").await.unwrap(),
+        run_id,
+        "no restart"
+    );
+    redis::cmd("SET")
+        .arg("k5")
+        .arg("v5")
+        .query_async::<()>(&mut after)
+        .await
+        .unwrap();
+    wait_value_with(&h, "c-1", "second-password", "k5", "v5").await;
+    let mut replica = h.redis("c-1", "second-password").await.unwrap();
+
+    // A killed server comes back under the same manager, restarts counted, data from its RDB/primary.
+    let server_pid: i32 = info_field(&mut replica, "process_id")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let restarted = eventually("c-1 server restarted", WAIT, || async {
+        let report = h.status("c-1").await?;
+        if report.server_restarts == 1 && report.ready {
+            Ok(report)
+        } else {
+            Err(format!("{report:?}"))
+        }
+    })
+    .await;
+    assert_eq!(restarted.role, Role::Replica);
+    let mut replica = h.redis("c-1", "second-password").await.unwrap();
+    assert_ne!(
+        info_field(&mut replica, "process_id").await.unwrap(),
+        server_pid.to_string()
+    );
+
+    // SIGTERM: the manager stops its server and exits 0 within the grace period.
+    let manager_pid = h.instance("c-1").manager_pid();
+    let began = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(manager_pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut child = h.instances[0].manager.take().unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "manager still running after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let stopped_in = began.elapsed();
+    assert!(status.success(), "manager exit: {status:?}");
+    assert!(
+        h.redis("c-1", "second-password").await.is_err(),
+        "server stopped with its manager"
+    );
+    eprintln!("{engine}: SIGTERM to exit in {stopped_in:?}");
+}
+
+async fn reqwest_metrics(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}
+
+/// Boot guards and the empty-primary guard with `persistence: none`.
+async fn guards(engine: &str) {
+    let mut h = Harness::new(&format!("guards-{engine}"), engine, 3, "none");
+    // Before initialisation only the target may be primary; the others start refusing writes.
+    h.set_primary(None, Some("c-1"));
+    h.start("c-1");
+    h.start("c-2");
+    let first = h.wait_ready("c-1").await;
+    assert_eq!(first.role, Role::Primary);
+    let waiting = eventually("c-2 answers", WAIT, || async {
+        let report = h.status("c-2").await?;
+        if report.answered {
+            Ok(report)
+        } else {
+            Err(format!("{report:?}"))
+        }
+    })
+    .await;
+    assert_eq!(waiting.role, Role::Replica, "not a second primary");
+    assert!(waiting.fenced);
+    assert_eq!(waiting.fence_reasons, ["awaitingInitialization"]);
+    assert_eq!(
+        error_code(set(&h, "c-2", "k", "v").await).as_deref(),
+        Some("READONLY")
+    );
+
+    // Initialised: c-2 follows c-1; c-3 boots straight as a replica of c-1.
+    h.set_primary(Some("c-1"), Some("c-1"));
+    h.wait_ready("c-2").await;
+    h.start("c-3");
+    assert_eq!(h.wait_ready("c-3").await.role, Role::Replica);
+    for i in 0..100 {
+        set(&h, "c-1", &format!("key{i}"), "value").await.unwrap();
+    }
+    wait_value(&h, "c-2", "key99", "value").await;
+    wait_value(&h, "c-3", "key99", "value").await;
+    let offset = h.status("c-2").await.unwrap().replication.offset;
+    h.record_instances(&[("c-1", 100, offset), ("c-2", 100, offset), ("c-3", 100, offset)]);
+
+    // The primary's server dies; with persistence none it restarts empty. It must not feed replicas.
+    let mut primary = h.redis("c-1", PASSWORD).await.unwrap();
+    let pid: i32 = info_field(&mut primary, "process_id")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let empty = eventually("c-1 reports emptyAfterRestart", WAIT, || async {
+        let report = h.status("c-1").await?;
+        if report.empty_after_restart && report.answered {
+            Ok(report)
+        } else {
+            Err(format!("{report:?}"))
+        }
+    })
+    .await;
+    assert!(empty.fenced);
+    assert!(empty.fence_reasons.contains(&"emptyAfterRestart".to_string()));
+    assert_ne!(empty.role, Role::Primary);
+    // The replicas tried to resynchronise from it and were refused.
+    eventually("a replica's sync refused by the empty pod", WAIT, || async {
+        let mut connection = h.redis("c-1", PASSWORD).await.map_err(|e| e.to_string())?;
+        let text: String = redis::cmd("INFO")
+            .arg("errorstats")
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| e.to_string())?;
+        if text.contains("errorstat_NOMASTERLINK") {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    })
+    .await;
+    for pod in ["c-2", "c-3"] {
+        assert_eq!(
+            get(&h, pod, "key99").await.unwrap().as_deref(),
+            Some("value"),
+            "{pod} kept its data"
+        );
+    }
+    match h.operator.promote(&h.instance("c-1").target()).await {
+        Err(ClientError::Api { status, error }) => {
+            assert_eq!((status, error.reason.as_str()), (409, "emptyAfterRestart"))
+        }
+        other => panic!("promoting an empty primary must fail, got {other:?}"),
+    }
+
+    // The operator fails over to c-2; c-1 and c-3 follow it and c-1 gets the data back.
+    h.set_primary(Some("c-1"), Some("c-2"));
+    assert_eq!(
+        h.operator
+            .promote(&h.instance("c-2").target())
+            .await
+            .unwrap()
+            .role,
+        Role::Primary
+    );
+    h.set_primary(Some("c-2"), Some("c-2"));
+    wait_value(&h, "c-1", "key99", "value").await;
+    let recovered = h.wait_ready("c-1").await;
+    assert!(!recovered.empty_after_restart);
+    assert_eq!(recovered.role, Role::Replica);
+    assert_eq!(
+        h.wait_ready("c-3").await.replication.primary.as_deref(),
+        Some(format!("127.0.0.1:{}", h.instance("c-2").port).as_str())
+    );
+    let _ = CLUSTER;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valkey_9_lifecycle() {
+    lifecycle("valkey-9.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_7_lifecycle() {
+    lifecycle("redis-7.0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valkey_8_lifecycle() {
+    lifecycle("valkey-8.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valkey_9_guards() {
+    guards("valkey-9.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_7_guards() {
+    guards("redis-7.0").await;
+}

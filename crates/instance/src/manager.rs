@@ -1,0 +1,616 @@
+//! The instance manager's loop: observe the server (`INFO`, the fence, the lease), build what the cluster
+//! wants of this pod from its RedisCluster, [`decide`], execute the actions, and apply configuration
+//! changes live. The HTTP API goes through the same [`Manager`], so a request and the loop never act on the
+//! server at the same time.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cnredis_api::names::ANNOTATION_FENCED_INSTANCES;
+use cnredis_api::names::FencedInstances;
+use cnredis_instance_client::wire;
+use tokio::sync::Mutex;
+
+use crate::config::{self, ConfigInput, Engine};
+use crate::decide::{self, Action, Desired, FenceReason, LeaseState, Observed, ServerRole};
+use crate::info::ServerInfo;
+use crate::lease::{LeaseClock, PrimaryLease};
+use crate::server::{ServerClient, ServerError};
+use crate::source::{Address, ClusterView, ClusterWatch};
+
+/// Who this pod is and where its files are.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub pod_name: String,
+    pub namespace: String,
+    pub cluster_name: String,
+    pub pod_ip: std::net::Ipv4Addr,
+    /// Port of the server (6379 in a pod).
+    pub port: u16,
+    pub data_dir: PathBuf,
+    /// Directory for the rendered configuration file and the server's unix socket.
+    pub run_dir: PathBuf,
+    /// The projected file holding the server password.
+    pub password_file: Option<PathBuf>,
+    /// The container's memory limit.
+    pub memory_limit_bytes: Option<u64>,
+    /// Certificate files of the server itself (`spec.tls`).
+    pub server_tls: Option<config::TlsFiles>,
+}
+
+impl Identity {
+    pub fn config_path(&self) -> PathBuf {
+        self.run_dir.join("server.conf")
+    }
+    pub fn socket_path(&self) -> PathBuf {
+        self.run_dir.join("server.sock")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("this pod is not the cluster's targetPrimary ({0})")]
+    NotTargetPrimary(String),
+    #[error("this pod is the cluster's targetPrimary and is not demoted")]
+    IsTargetPrimary,
+    #[error("the dataset restarted empty while the cluster records data: fail over instead")]
+    EmptyAfterRestart,
+    #[error("still refusing writes: {0}")]
+    StillFenced(String),
+    #[error("the cluster's RedisCluster has not been read yet")]
+    NoClusterView,
+    #[error("server: {0}")]
+    Server(#[from] ServerError),
+    #[error("{0}")]
+    Lease(#[from] crate::lease::LeaseError),
+    #[error("{0}")]
+    Source(#[from] crate::source::SourceError),
+    #[error("configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("{what} did not happen within {within:?}")]
+    Timeout { what: &'static str, within: Duration },
+}
+
+impl ManagerError {
+    /// Machine-readable reason for the API's error body.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotTargetPrimary(_) => "notTargetPrimary",
+            Self::IsTargetPrimary => "isTargetPrimary",
+            Self::EmptyAfterRestart => "emptyAfterRestart",
+            Self::StillFenced(_) => "stillFenced",
+            Self::NoClusterView => "noClusterView",
+            Self::Server(_) => "serverError",
+            Self::Lease(_) => "leaseNotHeld",
+            Self::Source(_) => "clusterUnreadable",
+            Self::Config(_) => "invalidConfiguration",
+            Self::Timeout { .. } => "timeout",
+        }
+    }
+}
+
+/// What the loop, the API and the metrics share.
+pub struct State {
+    pub server_info: Option<ServerInfo>,
+    pub observed: Option<Observed>,
+    pub fence_reasons: Vec<FenceReason>,
+    pub empty_after_restart: bool,
+    pub lease: wire::LeaseStatus,
+    pub pending_restart: Vec<String>,
+    pub last_error: Option<String>,
+    pub server_restarts: u32,
+    pub server_started: Option<Instant>,
+    /// The dataset was loaded from the data directory at the last start.
+    pub loaded_from_disk: bool,
+    /// Since the last start the server has held keys or completed a synchronisation: it is not empty,
+    /// even if its keys are deleted later.
+    pub had_data: bool,
+    /// The operator asked for a fence through the API.
+    pub api_fence: bool,
+    /// The operator confirmed this pod as primary after its lease expired (`POST /v1/unfence`).
+    pub confirmed_primary: bool,
+    /// The operator asked this pod to follow another primary before the status says so.
+    pub demoted_to: Option<Address>,
+    /// The configuration the server runs with (the file it started with plus live changes).
+    pub running_config: Option<String>,
+    pub password: Option<String>,
+    pub lease_clock: LeaseClock,
+}
+
+/// The instance manager: identity, server connection, cluster view, lease, and the shared state.
+pub struct Manager {
+    pub identity: Identity,
+    pub engine: Engine,
+    pub server: ServerClient,
+    pub cluster: ClusterWatch,
+    pub lease: Option<PrimaryLease>,
+    pub started: Instant,
+    pub state: Mutex<State>,
+}
+
+/// How long a promotion, demotion or fence may take before the API call fails.
+const ROLE_CHANGE_DEADLINE: Duration = Duration::from_secs(10);
+
+impl Manager {
+    pub fn new(
+        identity: Identity,
+        engine: Engine,
+        cluster: ClusterWatch,
+        lease: Option<PrimaryLease>,
+    ) -> Arc<Self> {
+        let password = read_password(&identity);
+        let lease_duration = lease.as_ref().map(PrimaryLease::duration).unwrap_or_default();
+        Arc::new(Self {
+            server: ServerClient::new(identity.socket_path(), password.clone()),
+            identity,
+            engine,
+            cluster,
+            lease,
+            started: Instant::now(),
+            state: Mutex::new(State {
+                server_info: None,
+                observed: None,
+                fence_reasons: Vec::new(),
+                empty_after_restart: false,
+                lease: wire::LeaseStatus::Disabled,
+                pending_restart: Vec::new(),
+                last_error: None,
+                server_restarts: 0,
+                server_started: None,
+                loaded_from_disk: false,
+                had_data: false,
+                api_fence: false,
+                confirmed_primary: false,
+                demoted_to: None,
+                running_config: None,
+                password,
+                lease_clock: LeaseClock::new(lease_duration),
+            }),
+        })
+    }
+
+    /// What the cluster wants of this pod, from a view and the manager's own requests.
+    pub fn desired(&self, view: &ClusterView, state: &State) -> Desired {
+        let me = &self.identity.pod_name;
+        let status = view.cluster.status.clone().unwrap_or_default();
+        let annotation = view
+            .cluster
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|annotations| annotations.get(ANNOTATION_FENCED_INSTANCES));
+        // An annotation that cannot be read fences: it may have meant this pod.
+        let annotated = FencedInstances::parse(annotation.map(String::as_str))
+            .map(|fenced| fenced.contains(me))
+            .unwrap_or(true);
+        let cluster_has_data = status.instances_status.iter().any(|instance| {
+            instance.name != *me
+                && (instance.keys.unwrap_or(0) > 0 || instance.replication_offset.unwrap_or(0) > 0)
+        });
+        let mut desired = Desired {
+            pod_name: me.clone(),
+            current_primary: status.current_primary.clone(),
+            target_primary: status.target_primary.clone(),
+            initialized: status.current_primary.is_some(),
+            cluster_has_data,
+            fence_requested: annotated || state.api_fence,
+            primary_address: status
+                .current_primary
+                .as_ref()
+                .and_then(|primary| view.addresses.get(primary))
+                .map(Address::to_string),
+            confirmed_primary: state.confirmed_primary,
+        };
+        if let Some(address) = &state.demoted_to
+            && desired.target_primary.as_deref() != Some(me)
+            && desired.current_primary.as_deref() == Some(me)
+        {
+            // Demoted by the operator before the status names the new primary.
+            desired.current_primary = Some(format!("{address} (demoted to)"));
+            desired.primary_address = Some(address.to_string());
+        }
+        desired
+    }
+
+    /// One pass of the loop. Errors are recorded in the state (and reported by `/v1/status`).
+    pub async fn reconcile(&self) {
+        let mut state = self.state.lock().await;
+        let result = self.reconcile_locked(&mut state).await;
+        state.last_error = result.err().map(|error| error.to_string());
+    }
+
+    async fn reconcile_locked(&self, state: &mut State) -> Result<(), ManagerError> {
+        let observed = self.observe(state).await;
+        let Some(view) = self.cluster.current() else {
+            return Err(ManagerError::NoClusterView);
+        };
+        if state
+            .demoted_to
+            .as_ref()
+            .is_some_and(|_| view_moved_on(&view, &self.identity.pod_name))
+        {
+            state.demoted_to = None;
+        }
+        let desired = self.desired(&view, state);
+        state.fence_reasons = decide::fence_reasons(&observed, &desired);
+        let actions = decide::decide(&observed, &desired);
+        state.empty_after_restart = actions.contains(&Action::ReportEmptyAfterRestart);
+        self.execute(state, &actions).await?;
+        self.apply_configuration(state, &view).await
+    }
+
+    /// Reads the server and the lease into an [`Observed`], keeping the INFO for status and metrics.
+    pub async fn observe(&self, state: &mut State) -> Observed {
+        let info = match self.server.info().await {
+            Ok(text) => Some(crate::info::parse(&text)),
+            Err(error) => {
+                tracing::debug!(%error, "server did not answer INFO");
+                None
+            }
+        };
+        let fenced = match &info {
+            Some(_) => self.server.is_fenced().await.unwrap_or(false),
+            None => false,
+        };
+        let role = info
+            .as_ref()
+            .map(ServerInfo::server_role)
+            .unwrap_or(ServerRole::Unknown);
+        if let Some(info) = &info {
+            let synced = matches!(
+                role,
+                ServerRole::Replica {
+                    link_up: true,
+                    sync_in_progress: false,
+                    ..
+                }
+            );
+            if info.total_keys() > 0 || synced || state.loaded_from_disk {
+                state.had_data = true;
+            }
+        }
+        let lease = match &self.lease {
+            None if role == ServerRole::Primary => LeaseState::Held,
+            None => LeaseState::NotPrimary,
+            Some(_) => state
+                .lease_clock
+                .state(role == ServerRole::Primary, Instant::now()),
+        };
+        if lease == LeaseState::Held {
+            state.confirmed_primary = false;
+        }
+        state.lease = match (&self.lease, lease) {
+            (None, _) => wire::LeaseStatus::Disabled,
+            (Some(_), LeaseState::Held) => wire::LeaseStatus::Held,
+            (Some(_), LeaseState::Expired) => wire::LeaseStatus::Expired,
+            (Some(_), LeaseState::NotPrimary) => wire::LeaseStatus::NotPrimary,
+        };
+        let observed = Observed {
+            answered: info.is_some(),
+            role,
+            fenced,
+            empty: !state.had_data,
+            lease,
+        };
+        state.server_info = info;
+        state.observed = Some(observed.clone());
+        observed
+    }
+
+    async fn execute(&self, state: &mut State, actions: &[Action]) -> Result<(), ManagerError> {
+        for action in actions {
+            tracing::info!(?action, pod = %self.identity.pod_name, "executing");
+            match action {
+                Action::ReportEmptyAfterRestart => {}
+                Action::Fence { .. } => self.server.fence().await?,
+                Action::PromoteToPrimary => {
+                    if let Some(lease) = &self.lease {
+                        let sent = Instant::now();
+                        lease.acquire_or_renew(Duration::from_secs(5)).await?;
+                        state.lease_clock.renewed(sent);
+                    }
+                    self.server.replicaof(None).await?;
+                    state.demoted_to = None;
+                }
+                Action::FollowPrimary { address } => {
+                    let (host, port) = split_address(address);
+                    self.server.replicaof(Some((host, port))).await?;
+                    state.lease_clock.released();
+                }
+                Action::DisconnectClients => self.server.disconnect_clients().await?,
+                Action::Unfence => {
+                    let view = self.cluster.current().ok_or(ManagerError::NoClusterView)?;
+                    let failover = &view.cluster.spec.failover;
+                    let (to_write, max_lag) = if failover.min_sync_replicas > 0 {
+                        (
+                            i64::from(failover.min_sync_replicas),
+                            i64::from(failover.max_sync_replica_lag_seconds),
+                        )
+                    } else {
+                        (0, 10)
+                    };
+                    self.server.unfence(to_write, max_lag).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Renders the configuration for the current spec and password, applies what the server takes live
+    /// and records what needs a restart. (The file on disk is rendered afresh at every start.)
+    async fn apply_configuration(&self, state: &mut State, view: &ClusterView) -> Result<(), ManagerError> {
+        let password = read_password(&self.identity);
+        let rendered = self.render(view, password.clone(), None)?;
+        let Some(running) = state.running_config.clone() else {
+            return Ok(());
+        };
+        let diff = config::diff(&running, &rendered);
+        let fenced = state.observed.as_ref().is_some_and(|observed| observed.fenced);
+        let mut applied = Vec::new();
+        for (name, value) in &diff.live {
+            // While fenced, the write barrier owns these two; unfencing restores them from the spec.
+            if fenced && name.starts_with("min-replicas-") {
+                continue;
+            }
+            self.server.config_set(&[(name, value.clone())]).await?;
+            tracing::info!(parameter = %name, "applied live");
+            applied.push(name.clone());
+        }
+        if password != state.password {
+            self.server.set_password(password.clone());
+            state.password = password;
+        }
+        if !applied.is_empty() {
+            state.running_config = Some(merge_applied(&running, &rendered, &applied));
+        }
+        state.pending_restart = diff.restart;
+        Ok(())
+    }
+
+    /// The configuration file for `view`, starting as `replica_of` when given.
+    pub fn render(
+        &self,
+        view: &ClusterView,
+        password: Option<String>,
+        replica_of: Option<(String, u16)>,
+    ) -> Result<String, ManagerError> {
+        let spec = &view.cluster.spec;
+        let password = if spec.auth.enabled { password } else { None };
+        let input = ConfigInput {
+            spec,
+            engine: self.engine,
+            pod_ip: self.identity.pod_ip,
+            port: self.identity.port,
+            data_dir: self.identity.data_dir.clone(),
+            password,
+            memory_limit_bytes: self.identity.memory_limit_bytes,
+            replica_of,
+            tls: self.identity.server_tls.clone().filter(|_| spec.tls.is_some()),
+            unix_socket: Some(self.identity.socket_path()),
+        };
+        Ok(config::render(&input)?)
+    }
+
+    /// `POST /v1/promote`: only when a fresh read of the RedisCluster names this pod `targetPrimary`.
+    pub async fn promote(&self) -> Result<wire::ActionResult, ManagerError> {
+        let view = self.cluster.fresh().await?;
+        let target = view
+            .cluster
+            .status
+            .as_ref()
+            .and_then(|status| status.target_primary.clone());
+        if target.as_deref() != Some(self.identity.pod_name.as_str()) {
+            return Err(ManagerError::NotTargetPrimary(format!(
+                "targetPrimary is {}",
+                target.as_deref().unwrap_or("not set")
+            )));
+        }
+        self.until(ROLE_CHANGE_DEADLINE, "promotion", |state| {
+            if state.empty_after_restart {
+                return Some(Err(ManagerError::EmptyAfterRestart));
+            }
+            matches!(state.observed.as_ref(), Some(o) if o.role == ServerRole::Primary).then_some(Ok(()))
+        })
+        .await?;
+        Ok(self.result("primary").await)
+    }
+
+    /// `POST /v1/demote`: follow `primary` now, unless the status still wants this pod as primary.
+    pub async fn demote(&self, primary: Address) -> Result<wire::ActionResult, ManagerError> {
+        let view = self.cluster.fresh().await?;
+        let target = view
+            .cluster
+            .status
+            .as_ref()
+            .and_then(|status| status.target_primary.clone());
+        if target.as_deref() == Some(self.identity.pod_name.as_str()) {
+            return Err(ManagerError::IsTargetPrimary);
+        }
+        let wanted = primary.to_string();
+        self.state.lock().await.demoted_to = Some(primary);
+        self.until(ROLE_CHANGE_DEADLINE, "demotion", |state| {
+            matches!(
+                state.observed.as_ref().map(|o| &o.role),
+                Some(ServerRole::Replica { primary, .. }) if *primary == wanted
+            )
+            .then_some(Ok(()))
+        })
+        .await?;
+        Ok(self.result(&format!("replica of {wanted}")).await)
+    }
+
+    /// `POST /v1/fence`: returns once a probe write is refused.
+    pub async fn fence(&self) -> Result<wire::ActionResult, ManagerError> {
+        {
+            let mut state = self.state.lock().await;
+            state.api_fence = true;
+            self.server.fence().await?;
+        }
+        self.reconcile().await;
+        Ok(self.result("fenced: writes are refused").await)
+    }
+
+    /// `POST /v1/unfence`: withdraws the API fence and confirms this pod as primary after an expired
+    /// lease. Fails while another reason still fences it (the annotation, an empty dataset, ...).
+    pub async fn unfence(&self) -> Result<wire::ActionResult, ManagerError> {
+        {
+            let mut state = self.state.lock().await;
+            state.api_fence = false;
+            state.confirmed_primary = true;
+        }
+        self.reconcile().await;
+        let state = self.state.lock().await;
+        if !state.fence_reasons.is_empty() {
+            let reasons: Vec<String> = state
+                .fence_reasons
+                .iter()
+                .map(|r| fence_reason_name(*r))
+                .collect();
+            return Err(ManagerError::StillFenced(reasons.join(", ")));
+        }
+        drop(state);
+        Ok(self.result("unfenced: writes are accepted").await)
+    }
+
+    /// Runs the loop until `done` says so, or fails after `within`.
+    async fn until(
+        &self,
+        within: Duration,
+        what: &'static str,
+        done: impl Fn(&State) -> Option<Result<(), ManagerError>>,
+    ) -> Result<(), ManagerError> {
+        let deadline = Instant::now() + within;
+        loop {
+            self.reconcile().await;
+            {
+                let state = self.state.lock().await;
+                if let Some(result) = done(&state) {
+                    return result;
+                }
+                if Instant::now() >= deadline {
+                    return Err(match &state.last_error {
+                        Some(error) => ManagerError::StillFenced(format!("{what} failed: {error}")),
+                        None => ManagerError::Timeout { what, within },
+                    });
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The answer to a mutating call, from a fresh observation of the server.
+    async fn result(&self, message: &str) -> wire::ActionResult {
+        let mut state = self.state.lock().await;
+        let observed = Some(self.observe(&mut state).await);
+        wire::ActionResult {
+            message: message.to_string(),
+            role: observed
+                .as_ref()
+                .map(|o| wire_role(&o.role))
+                .unwrap_or(wire::Role::Unknown),
+            fenced: observed.is_some_and(|o| o.fenced),
+        }
+    }
+}
+
+/// The status names another pod as current or target primary: a demotion request has been overtaken.
+fn view_moved_on(view: &ClusterView, me: &str) -> bool {
+    let status = view.cluster.status.clone().unwrap_or_default();
+    status.current_primary.as_deref() != Some(me) || status.target_primary.as_deref() == Some(me)
+}
+
+pub fn wire_role(role: &ServerRole) -> wire::Role {
+    match role {
+        ServerRole::Primary => wire::Role::Primary,
+        ServerRole::Replica { .. } => wire::Role::Replica,
+        ServerRole::Unknown => wire::Role::Unknown,
+    }
+}
+
+pub fn fence_reason_name(reason: FenceReason) -> String {
+    match reason {
+        FenceReason::Requested => "requested",
+        FenceReason::EmptyAfterRestart => "emptyAfterRestart",
+        FenceReason::LeaseExpired => "leaseExpired",
+        FenceReason::NoPrimaryKnown => "noPrimaryKnown",
+        FenceReason::AwaitingInitialization => "awaitingInitialization",
+    }
+    .to_string()
+}
+
+/// `host:port` → (host, port); the decision layer formats addresses this way.
+fn split_address(address: &str) -> (&str, u16) {
+    match address.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().unwrap_or(cnredis_api::names::REDIS_PORT)),
+        None => (address, cnredis_api::names::REDIS_PORT),
+    }
+}
+
+/// The running configuration after applying `applied` live: the new rendering for those parameters, the
+/// old one for the rest (which still differ until a restart).
+fn merge_applied(running: &str, rendered: &str, applied: &[String]) -> String {
+    let name_of = |line: &str| line.split_whitespace().next().map(str::to_ascii_lowercase);
+    let mut lines: Vec<String> = running
+        .lines()
+        .filter(|line| name_of(line).is_none_or(|name| !applied.contains(&name)))
+        .map(str::to_string)
+        .collect();
+    lines.extend(
+        rendered
+            .lines()
+            .filter(|line| name_of(line).is_some_and(|name| applied.contains(&name)))
+            .map(str::to_string),
+    );
+    lines.join("\n") + "\n"
+}
+
+pub fn read_password(identity: &Identity) -> Option<String> {
+    let path = identity.password_file.as_ref()?;
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(text.trim_end_matches(['\n', '\r']).to_string()),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "cannot read the password file");
+            None
+        }
+    }
+}
+
+/// Writes a file only its owner can read (it holds the password), atomically.
+pub fn write_private(path: &std::path::Path, text: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension("tmp");
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if let Err(error) = result {
+        tracing::error!(path = %path.display(), %error, "cannot write the server configuration");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_applied_takes_new_lines_only_for_applied_parameters() {
+        let running = "port 6379\nmaxmemory 100\nio-threads 1\n";
+        let rendered = "port 6379\nmaxmemory 200\nio-threads 4\n";
+        let merged = merge_applied(running, rendered, &["maxmemory".to_string()]);
+        let diff = config::diff(&merged, rendered);
+        assert!(diff.live.is_empty(), "{diff:?}");
+        assert_eq!(diff.restart, ["io-threads"]);
+    }
+
+    #[test]
+    fn split_address_reads_host_and_port() {
+        assert_eq!(split_address("10.0.0.1:6380"), ("10.0.0.1", 6380));
+        assert_eq!(split_address("10.0.0.1"), ("10.0.0.1", 6379));
+    }
+}

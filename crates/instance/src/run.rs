@@ -1,0 +1,296 @@
+//! `cnredis instance run`: find the engine, start the cluster watch, the lease, the API and the loop, and
+//! supervise the server as PID 1 until SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::config::{Engine, EngineKind};
+use crate::decide::{self, BootRole, ISOLATED_PRIMARY};
+use crate::http::{self, ApiTls};
+use crate::lease::PrimaryLease;
+use crate::manager::{self, Identity, Manager};
+use crate::server::FENCED_MIN_REPLICAS;
+use crate::source::ClusterSource;
+use crate::supervisor::{self, Child, Incoming, Reaper, Signals};
+
+/// Everything `instance run` needs, from flags and the downward API.
+pub struct RunOptions {
+    pub identity: Identity,
+    pub source: ClusterSource,
+    /// The Kubernetes client for the primary lease, and the lease duration; `None` runs without a lease.
+    pub lease: Option<(kube::Client, Duration)>,
+    pub api_addr: SocketAddr,
+    /// The instance API certificate; without it the API is not served (integration runs may omit it).
+    pub api_tls: Option<PathBuf>,
+    pub metrics_addr: SocketAddr,
+    /// Directory searched for the engine before `PATH`.
+    pub engine_dir: Option<PathBuf>,
+}
+
+/// Finds `valkey-server`, else `redis-server`, and reads its version. Runs before the reaper starts: the
+/// version probe is the only child the manager waits for itself.
+pub fn detect_engine(engine_dir: Option<&Path>) -> anyhow::Result<(PathBuf, Engine)> {
+    let mut dirs: Vec<PathBuf> = engine_dir.map(Path::to_path_buf).into_iter().collect();
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    for kind in [EngineKind::Valkey, EngineKind::Redis] {
+        let Some(binary) = dirs
+            .iter()
+            .map(|dir| dir.join(kind.server_binary()))
+            .find(|path| path.is_file())
+        else {
+            continue;
+        };
+        let output = Command::new(&binary)
+            .arg("--version")
+            .output()
+            .with_context(|| format!("running {} --version", binary.display()))?;
+        let engine = Engine::parse_version_output(&String::from_utf8_lossy(&output.stdout))?;
+        return Ok((binary, engine));
+    }
+    anyhow::bail!("neither valkey-server nor redis-server is in PATH")
+}
+
+/// Whether the data directory holds a dataset the server will load.
+pub fn dataset_on_disk(data_dir: &Path) -> bool {
+    let non_empty = |path: &Path| std::fs::metadata(path).is_ok_and(|meta| meta.len() > 0);
+    non_empty(&data_dir.join("dump.rdb"))
+        || std::fs::read_dir(data_dir.join("appendonlydir"))
+            .map(|entries| entries.flatten().any(|entry| non_empty(&entry.path())))
+            .unwrap_or(false)
+}
+
+/// Removes what an interrupted save or rewrite leaves behind (`temp-<pid>.rdb`, `temp-rewriteaof-*`).
+pub fn remove_stale_temp_files(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_temp = name.to_str().is_some_and(|name| name.starts_with("temp-"));
+        if is_temp && entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(file = %entry.path().display(), "removed a stale temporary file"),
+                Err(error) => tracing::warn!(file = %entry.path().display(), %error, "cannot remove"),
+            }
+        }
+    }
+}
+
+pub async fn run(options: RunOptions) -> anyhow::Result<()> {
+    let (binary, engine) = detect_engine(options.engine_dir.as_deref())?;
+    tracing::info!(engine = %engine, binary = %binary.display(), "engine found");
+    std::fs::create_dir_all(&options.identity.run_dir)
+        .with_context(|| format!("creating {}", options.identity.run_dir.display()))?;
+    let reaper = Reaper::start();
+    let mut signals = Signals::install()?;
+
+    let watch = options.source.start();
+    let lease = options.lease.map(|(client, duration)| {
+        PrimaryLease::new(
+            client,
+            &options.identity.namespace,
+            cnredis_api::names::primary_lease(&options.identity.cluster_name),
+            options.identity.pod_name.clone(),
+            duration,
+        )
+    });
+    let manager = Manager::new(options.identity, engine, watch, lease);
+
+    if let Some(dir) = options.api_tls {
+        let api = http::serve_api(options.api_addr, ApiTls { dir }, manager.clone());
+        tokio::spawn(async move {
+            if let Err(error) = api.await {
+                tracing::error!(%error, "instance API stopped");
+            }
+        });
+    } else {
+        tracing::warn!("no instance API certificate given: the instance API is not served");
+    }
+    let metrics = http::serve_metrics(options.metrics_addr, manager.clone());
+    tokio::spawn(async move {
+        if let Err(error) = metrics.await {
+            tracing::error!(%error, "metrics endpoint stopped");
+        }
+    });
+    tokio::spawn(reconcile_loop(manager.clone()));
+    if manager.lease.is_some() {
+        tokio::spawn(renew_loop(manager.clone()));
+    }
+    supervise(manager, reaper, &mut signals, binary).await
+}
+
+/// Starts the server, restarts it when it exits, stops it on SIGTERM.
+async fn supervise(
+    manager: Arc<Manager>,
+    reaper: Reaper,
+    signals: &mut Signals,
+    binary: PathBuf,
+) -> anyhow::Result<()> {
+    let mut watch = manager.cluster.latest.clone();
+    // The guards need the cluster status: no server starts before it has been read.
+    loop {
+        if watch.borrow().is_some() {
+            break;
+        }
+        tokio::select! {
+            changed = watch.changed() => changed.context("cluster watch ended")?,
+            signal = signals.next() => if let Incoming::Terminate(signal) = signal {
+                tracing::info!(%signal, "stopping before the server started");
+                return Ok(());
+            },
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {
+                tracing::info!("waiting for the RedisCluster to be readable");
+            }
+        }
+    }
+    let mut failures = 0u32;
+    loop {
+        let mut child = start_server(&manager, &reaper, &binary).await?;
+        let started = Instant::now();
+        loop {
+            tokio::select! {
+                exit = &mut child.exit => {
+                    let status = exit.map(|s| s.to_string()).unwrap_or_else(|_| "unknown".into());
+                    failures = if started.elapsed() >= supervisor::STABLE_RUN { 1 } else { failures + 1 };
+                    let delay = supervisor::restart_delay(failures);
+                    tracing::warn!(%status, ?delay, "server exited; restarting");
+                    manager.state.lock().await.server_restarts += 1;
+                    manager.server.reset().await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        signal = signals.next() => if let Incoming::Terminate(signal) = signal {
+                            tracing::info!(%signal, "stopping while the server was down");
+                            return Ok(());
+                        },
+                    }
+                    break;
+                }
+                signal = signals.next() => match signal {
+                    Incoming::Forward(signal) => supervisor::send_signal(child.pid, signal)?,
+                    Incoming::Terminate(signal) => {
+                        let grace = stop_grace(&manager);
+                        tracing::info!(%signal, ?grace, "stopping the server");
+                        let began = Instant::now();
+                        let status = supervisor::stop(&mut child, grace).await?;
+                        tracing::info!(%status, elapsed = ?began.elapsed(), "server stopped");
+                        return Ok(());
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// The time the server gets to shut down: the pod's grace period (`spec.stopDelaySeconds`) less a
+/// margin for the manager's own exit.
+fn stop_grace(manager: &Manager) -> Duration {
+    let seconds = manager
+        .cluster
+        .current()
+        .map(|view| view.cluster.spec.stop_delay_seconds)
+        .unwrap_or(30);
+    Duration::from_secs(seconds.saturating_sub(2).max(1) as u64)
+}
+
+/// Renders the configuration for this start (the boot-time guards decide its role) and starts the server.
+async fn start_server(manager: &Manager, reaper: &Reaper, binary: &Path) -> anyhow::Result<Child> {
+    let identity = &manager.identity;
+    let view = manager.cluster.current().context("no cluster view")?;
+    remove_stale_temp_files(&identity.data_dir);
+    let on_disk = dataset_on_disk(&identity.data_dir);
+    let mut state = manager.state.lock().await;
+    let desired = manager.desired(&view, &state);
+    let (mut role, mut fenced) = decide::boot_plan(&desired, on_disk);
+    if role == BootRole::Primary
+        && let Some(lease) = &manager.lease
+    {
+        let sent = Instant::now();
+        match lease.acquire_or_renew(Duration::from_secs(5)).await {
+            Ok(()) => state.lease_clock.renewed(sent),
+            Err(error) => {
+                tracing::warn!(%error, "starting isolated: the primary lease is not ours");
+                (role, fenced) = (BootRole::Isolated, true);
+            }
+        }
+    }
+    let replica_of = match &role {
+        BootRole::Primary => None,
+        BootRole::Replica { address } => address
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.to_string(), port.parse().ok()?))),
+        BootRole::Isolated => Some((ISOLATED_PRIMARY.0.to_string(), ISOLATED_PRIMARY.1)),
+    };
+    let password = manager::read_password(identity);
+    let mut text = manager.render(&view, password.clone(), replica_of)?;
+    if fenced {
+        text.push_str(&format!(
+            "# fenced at start\nmin-replicas-to-write {FENCED_MIN_REPLICAS}\nmin-replicas-max-lag 10\n"
+        ));
+    }
+    manager::write_private(&identity.config_path(), &text);
+    tracing::info!(?role, fenced, dataset_on_disk = on_disk, "starting the server");
+    state.running_config = Some(text);
+    state.password = password.clone();
+    state.loaded_from_disk = on_disk;
+    state.had_data = on_disk;
+    state.server_started = Some(Instant::now());
+    state.server_info = None;
+    state.observed = None;
+    manager.server.set_password(password);
+    manager.server.reset().await;
+    let mut command = Command::new(binary);
+    command.arg(identity.config_path());
+    Ok(reaper.spawn(command)?)
+}
+
+/// Observes and acts every second, and at once when the cluster view changes.
+async fn reconcile_loop(manager: Arc<Manager>) {
+    let mut watch = manager.cluster.latest.clone();
+    loop {
+        manager.reconcile().await;
+        tokio::select! {
+            _ = watch.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Renews the primary lease every third of its duration while the server is primary.
+async fn renew_loop(manager: Arc<Manager>) {
+    let Some(lease) = manager.lease.clone() else {
+        return;
+    };
+    let period = lease.duration() / 3;
+    loop {
+        let primary = {
+            let state = manager.state.lock().await;
+            state
+                .observed
+                .as_ref()
+                .is_some_and(|observed| observed.role == decide::ServerRole::Primary)
+        };
+        if primary {
+            let sent = Instant::now();
+            let result = lease.acquire_or_renew(period).await;
+            let mut state = manager.state.lock().await;
+            match result {
+                Ok(()) => state.lease_clock.renewed(sent),
+                Err(crate::lease::LeaseError::HeldByOther { holder, .. }) => {
+                    tracing::warn!(%holder, "the primary lease was handed to another pod");
+                    state.lease_clock.lost();
+                }
+                Err(error) => tracing::warn!(%error, "cannot renew the primary lease"),
+            }
+        } else {
+            manager.state.lock().await.lease_clock.released();
+        }
+        tokio::time::sleep(period).await;
+    }
+}
