@@ -60,10 +60,14 @@ cluster-down:
 cluster-status:
 	e2e/cluster.sh status
 
-## e2e-smoke: the local cluster's smoke test; the cluster is torn down (and checked to leave nothing) either way
-e2e-smoke: build
+## e2e-smoke: the local cluster's smoke test and the instance manager's primary-lease test against its API
+## server; the cluster is torn down (and checked to leave nothing) either way
+e2e-smoke: build deps
 	e2e/cluster.sh up
-	status=0; e2e/smoke/run.sh || status=$$?; e2e/cluster.sh down || status=$$?; exit $$status
+	status=0; e2e/smoke/run.sh || status=$$?; \
+	CNREDIS_E2E_KUBECONFIG=/var/tmp/cnredis-e2e/admin.kubeconfig CNREDIS_BIN=$(RELEASE_BIN) \
+	  cargo test --locked -p cnredis --test lease -- --ignored || status=$$?; \
+	e2e/cluster.sh down || status=$$?; exit $$status
 
 ## demo: arrives with the controller (the operator is not implemented in this build)
 demo:

@@ -270,6 +270,42 @@ async fn lifecycle(engine: &str) {
     wait_value_with(&h, "c-1", "second-password", "k5", "v5").await;
     let mut replica = h.redis("c-1", "second-password").await.unwrap();
 
+    // Spec changes: what the server takes live is applied at once, the rest is reported as pending.
+    h.set_spec("memory", serde_json::json!({"maxmemoryPercent": 50}));
+    h.set_spec(
+        "parameters",
+        serde_json::json!({"databases": "32", "maxmemory-samples": "7"}),
+    );
+    eventually("maxmemory and maxmemory-samples applied live", WAIT, || async {
+        let mut connection = h
+            .redis("c-2", "second-password")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut values = Vec::new();
+        for name in ["maxmemory", "maxmemory-samples"] {
+            let pair: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| e.to_string())?;
+            values.push(pair.get(1).cloned().unwrap_or_default());
+        }
+        // 50% of the 256 MiB limit the harness gives.
+        (values == ["134217728", "7"])
+            .then_some(())
+            .ok_or(format!("{values:?}"))
+    })
+    .await;
+    let pending = h.status("c-2").await.unwrap();
+    assert_eq!(pending.pending_restart, ["databases"]);
+    let mut same = h.redis("c-2", "second-password").await.unwrap();
+    assert_eq!(
+        info_field(&mut same, "run_id").await.unwrap(),
+        run_id,
+        "still no restart"
+    );
+
     // A killed server comes back under the same manager, restarts counted, data from its RDB/primary.
     let server_pid: i32 = info_field(&mut replica, "process_id")
         .await

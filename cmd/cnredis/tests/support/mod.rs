@@ -212,6 +212,12 @@ impl Harness {
         self.publish();
     }
 
+    /// Sets `spec.<field>` (a top-level spec field) and publishes.
+    pub fn set_spec(&mut self, field: &str, value: Value) {
+        self.cluster["spec"][field] = value;
+        self.publish();
+    }
+
     pub fn set_annotation(&mut self, key: &str, value: Option<&str>) {
         let annotations = self.cluster["metadata"]["annotations"].as_object_mut().unwrap();
         match value {
@@ -228,45 +234,69 @@ impl Harness {
             .expect("instance exists")
     }
 
-    /// Starts the instance manager of `name`.
+    /// Starts the instance manager of `name`, reading the cluster from the cluster file.
     pub fn start(&mut self, name: &str) {
-        let engine = engine_dir(&self.engine);
-        let run_dir = self.dir.join(name).join("run");
-        let cluster_file = self.cluster_file.clone();
-        let api_tls = self.dir.join("api-tls");
-        let password_file = self.password_file.clone();
-        let instance = self.instances.iter_mut().find(|i| i.name == name).unwrap();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&instance.log)
-            .unwrap();
-        let child = Command::new(binary())
+        let mut command = self.manager_command(name, NAMESPACE);
+        command
+            .arg("--cluster-file")
+            .arg(&self.cluster_file)
+            .arg("--password-file")
+            .arg(&self.password_file);
+        self.spawn(name, command);
+    }
+
+    /// Starts the instance manager of `name` against a real API server (with the primary lease).
+    pub fn start_with_kubernetes(
+        &mut self,
+        name: &str,
+        namespace: &str,
+        kubeconfig: &Path,
+        lease_seconds: u64,
+    ) {
+        let mut command = self.manager_command(name, namespace);
+        command
+            .env("KUBECONFIG", kubeconfig)
+            .arg("--lease-duration-seconds")
+            .arg(lease_seconds.to_string());
+        self.spawn(name, command);
+    }
+
+    fn manager_command(&self, name: &str, namespace: &str) -> Command {
+        let instance = self.instance(name);
+        let mut command = Command::new(binary());
+        command
             .args(["--log-format", "text", "--log-level", "debug", "instance", "run"])
-            .args(["--cluster-name", CLUSTER, "--pod-namespace", NAMESPACE])
+            .args(["--cluster-name", CLUSTER, "--pod-namespace", namespace])
             .args(["--pod-name", name, "--pod-ip", "127.0.0.1"])
             .arg("--port")
             .arg(instance.port.to_string())
             .arg("--data-dir")
             .arg(&instance.data_dir)
             .arg("--run-dir")
-            .arg(run_dir)
-            .arg("--password-file")
-            .arg(password_file)
+            .arg(self.dir.join(name).join("run"))
             .arg("--api-tls-dir")
-            .arg(api_tls)
+            .arg(self.dir.join("api-tls"))
             .arg("--api-addr")
             .arg(format!("127.0.0.1:{}", instance.api_port))
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{}", instance.metrics_port))
-            .arg("--cluster-file")
-            .arg(cluster_file)
             .arg("--engine-dir")
-            .arg(engine)
+            .arg(engine_dir(&self.engine))
             .arg("--memory-limit-bytes")
             .arg((256u64 << 20).to_string())
             .env("PATH", "/usr/bin:/bin")
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn spawn(&mut self, name: &str, mut command: Command) {
+        let instance = self.instances.iter_mut().find(|i| i.name == name).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&instance.log)
+            .unwrap();
+        let child = command
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -310,6 +340,19 @@ impl Harness {
         redis::Client::open(info)?
             .get_multiplexed_async_connection()
             .await
+    }
+
+    /// A connection to the server of `name`, which runs without a password.
+    pub async fn redis_open(&self, name: &str) -> redis::aio::MultiplexedConnection {
+        let info = redis::ConnectionAddr::Tcp("127.0.0.1".to_string(), self.instance(name).port);
+        let info = redis::IntoConnectionInfo::into_connection_info(info)
+            .unwrap()
+            .set_redis_settings(redis::RedisConnectionInfo::default().set_skip_set_lib_name());
+        redis::Client::open(info)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connecting to the server")
     }
 
     /// SIGTERMs every manager still running and waits for it; prints their logs when the test failed.
