@@ -80,7 +80,11 @@ pub fn run(args: InstanceRunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run_async(args))
+    let result = runtime.block_on(run_async(args));
+    // The server is stopped by now; background tasks (watches, API connections) are abandoned rather
+    // than waited for, so that the pod's grace period goes to the server.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
 }
 
 async fn run_async(args: InstanceRunArgs) -> anyhow::Result<()> {
