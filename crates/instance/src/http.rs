@@ -320,8 +320,6 @@ async fn metrics_text(State(manager): State<Arc<Manager>>) -> Response {
     let state = manager.state.lock().await;
     let info = fresh.as_ref().or(state.server_info.as_ref());
     let manager_metrics = ManagerMetrics {
-        pod: report.pod,
-        cluster: report.cluster,
         fenced: report.fenced,
         role: report.role,
         lease: report.lease,
@@ -337,9 +335,5 @@ async fn metrics_text(State(manager): State<Arc<Manager>>) -> Response {
         info.filter(|_| report.answered || fresh.is_some()),
         &manager_metrics,
     );
-    (
-        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-        text,
-    )
-        .into_response()
+    ([("content-type", metrics::CONTENT_TYPE)], text).into_response()
 }

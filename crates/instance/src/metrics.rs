@@ -16,7 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 
-use crate::info::ServerInfo;
+use crate::info::{DbKeyspace, ListedReplica, ServerInfo};
 
 /// The content type of [`render`]'s output (OpenMetrics text, as `prometheus-client` encodes it). Served
 /// as `text/plain; version=0.0.4` it still parses, but Prometheus then misses the type of the counters.
@@ -25,10 +25,6 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// The instance manager's side of a scrape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagerMetrics {
-    /// Not rendered (Prometheus attaches the pod's target labels); kept for the callers' context.
-    pub pod: String,
-    /// Not rendered, as `pod`.
-    pub cluster: String,
     pub fenced: bool,
     pub role: wire::Role,
     pub lease: wire::LeaseStatus,
@@ -57,237 +53,111 @@ pub fn render(info: Option<&ServerInfo>, manager: &ManagerMetrics) -> String {
     text
 }
 
+/// A value read from `INFO` or the manager's state: metric name, help, reading.
+type Reading<S, T> = (&'static str, &'static str, fn(&S) -> T);
+
+/// The server's unlabelled gauges, in `redis_exporter`'s names; flags read as 1/0, statuses as 1 for ok.
+#[rustfmt::skip]
+const GAUGES: &[Reading<ServerInfo, i64>] = &[
+    ("redis_uptime_in_seconds", "Seconds since the server started", |i| int(i.uptime_in_seconds)),
+    ("redis_connected_clients", "Client connections", |i| int(i.connected_clients)),
+    ("redis_blocked_clients", "Clients blocked in a blocking call", |i| int(i.blocked_clients)),
+    ("redis_memory_used_bytes", "Bytes allocated by the server", |i| int(i.used_memory)),
+    ("redis_memory_used_rss_bytes", "Resident set size of the server", |i| int(i.used_memory_rss)),
+    ("redis_memory_used_peak_bytes", "Peak of the bytes allocated", |i| int(i.used_memory_peak)),
+    ("redis_memory_used_dataset_bytes", "Bytes used by the dataset", |i| int(i.used_memory_dataset)),
+    ("redis_memory_max_bytes", "The maxmemory setting, 0 for no limit", |i| int(i.maxmemory)),
+    ("redis_instantaneous_ops_per_sec", "Commands per second", |i| int(i.instantaneous_ops_per_sec)),
+    ("redis_connected_slaves", "Replicas connected to this server", |i| int(i.connected_slaves)),
+    ("redis_master_repl_offset", "This server's replication offset", |i| i.master_repl_offset),
+    ("redis_loading_dump_file", "The server is loading its dataset", |i| i64::from(i.loading)),
+    ("redis_rdb_changes_since_last_save", "Changes since the last save",
+        |i| int(i.rdb_changes_since_last_save)),
+    ("redis_rdb_bgsave_in_progress", "An RDB save is running", |i| i64::from(i.rdb_bgsave_in_progress)),
+    ("redis_rdb_last_save_timestamp_seconds", "Unix time of the last save", |i| i.rdb_last_save_time),
+    ("redis_rdb_last_bgsave_status", "The last RDB save succeeded", |i| i64::from(i.rdb_last_bgsave_ok)),
+    ("redis_aof_enabled", "The append-only file is on", |i| i64::from(i.aof_enabled)),
+    ("redis_aof_rewrite_in_progress", "An AOF rewrite is running", |i| i64::from(i.aof_rewrite_in_progress)),
+    ("redis_aof_last_write_status", "The last AOF write succeeded", |i| i64::from(i.aof_last_write_ok)),
+    ("redis_aof_last_bgrewrite_status", "The last AOF rewrite succeeded",
+        |i| i64::from(i.aof_last_bgrewrite_ok)),
+];
+
+/// The server's counters; the names lack `_total`, which the encoder appends to the sample.
+#[rustfmt::skip]
+const COUNTERS: &[Reading<ServerInfo, u64>] = &[
+    ("redis_commands_processed", "Commands processed", |i| i.total_commands_processed),
+    ("redis_connections_received", "Connections accepted", |i| i.total_connections_received),
+    ("redis_rejected_connections", "Connections rejected by maxclients", |i| i.rejected_connections),
+    ("redis_keyspace_hits", "Successful key lookups", |i| i.keyspace_hits),
+    ("redis_keyspace_misses", "Failed key lookups", |i| i.keyspace_misses),
+    ("redis_expired_keys", "Keys removed because they expired", |i| i.expired_keys),
+    ("redis_evicted_keys", "Keys evicted by the maxmemory policy", |i| i.evicted_keys),
+    ("redis_net_input_bytes", "Bytes read from the network", |i| i.total_net_input_bytes),
+    ("redis_net_output_bytes", "Bytes written to the network", |i| i.total_net_output_bytes),
+];
+
+/// A replica's gauges, labelled with its primary as in `redis_exporter`: a new primary is a new series.
+#[rustfmt::skip]
+const REPLICA_GAUGES: &[Reading<ServerInfo, i64>] = &[
+    ("redis_master_link_up", "The link to the primary is up", |i| i64::from(i.master_link_status == "up")),
+    ("redis_master_last_io_seconds_ago", "Seconds since the primary was heard, -1 when the link is down",
+        |i| i.master_last_io_seconds_ago),
+    ("redis_master_sync_in_progress", "A full synchronisation is running",
+        |i| i64::from(i.master_sync_in_progress)),
+    ("redis_slave_repl_offset", "Offset of the primary's stream applied", |i| i.slave_repl_offset),
+];
+
+#[rustfmt::skip]
+const MANAGER_GAUGES: &[Reading<ManagerMetrics, i64>] = &[
+    ("cnredis_instance_manager_uptime_seconds", "Seconds since the manager started",
+        |m| int(m.manager_uptime_seconds)),
+    ("cnredis_instance_fenced", "The server refuses writes: it is fenced", |m| i64::from(m.fenced)),
+    ("cnredis_instance_empty_after_restart", "This pod should be primary but restarted without its dataset",
+        |m| i64::from(m.empty_after_restart)),
+    ("cnredis_instance_pending_restart_parameters", "Changed parameters that wait for a server restart",
+        |m| int(m.pending_restart as u64)),
+];
+
 fn server_metrics(scrape: &mut Scrape, info: &ServerInfo) {
-    let raw = |key: &str| info.fields.get(key).cloned().unwrap_or_default();
-    // `redis_exporter`'s label set; Valkey says `server_mode` where Redis says `redis_mode`.
-    let mode = info
-        .fields
-        .get("redis_mode")
-        .or(info.fields.get("server_mode"))
-        .cloned();
-    let labels = vec![
-        ("role", raw("role")),
-        ("redis_version", info.redis_version.clone()),
-        ("redis_build_id", raw("redis_build_id")),
-        ("redis_mode", mode.unwrap_or_default()),
-        ("os", raw("os")),
-        ("maxmemory_policy", raw("maxmemory_policy")),
-        ("tcp_port", info.tcp_port.to_string()),
-        ("run_id", info.run_id.clone()),
-        ("process_id", info.process_id.to_string()),
-    ];
-    scrape.labelled(
-        "redis_instance_info",
-        "Information about the server",
-        [(labels, 1)],
-    );
-    scrape.gauge(
-        "redis_uptime_in_seconds",
-        "Seconds since the server started",
-        info.uptime_in_seconds,
-    );
-
-    scrape.gauge(
-        "redis_connected_clients",
-        "Client connections",
-        info.connected_clients,
-    );
-    scrape.gauge(
-        "redis_blocked_clients",
-        "Clients blocked in a blocking call",
-        info.blocked_clients,
-    );
-
-    scrape.gauge(
-        "redis_memory_used_bytes",
-        "Bytes allocated by the server",
-        info.used_memory,
-    );
-    scrape.gauge(
-        "redis_memory_used_rss_bytes",
-        "Resident set size of the server",
-        info.used_memory_rss,
-    );
-    scrape.gauge(
-        "redis_memory_used_peak_bytes",
-        "Peak of the bytes allocated",
-        info.used_memory_peak,
-    );
-    scrape.gauge(
-        "redis_memory_used_dataset_bytes",
-        "Bytes used by the dataset",
-        info.used_memory_dataset,
-    );
-    scrape.gauge(
-        "redis_memory_max_bytes",
-        "The maxmemory setting (0 = no limit)",
-        info.maxmemory,
-    );
-    let fragmentation = info.mem_fragmentation_ratio;
+    let instance = [(instance_labels(info), 1)];
+    scrape.labelled("redis_instance_info", "Information about the server", instance);
+    for (name, help, read) in GAUGES {
+        scrape.gauge(name, help, read(info));
+    }
+    let ratio = info.mem_fragmentation_ratio;
     scrape.gauge(
         "redis_mem_fragmentation_ratio",
         "Resident over allocated memory",
-        fragmentation,
+        ratio,
     );
+    for (name, help, read) in COUNTERS {
+        scrape.counter(name, help, read(info));
+    }
 
     // An empty server lists no database; db0 is rendered anyway so that dashboards show 0, not no data.
     let mut keyspace = info.keyspace.clone();
     if !keyspace.iter().any(|db| db.db == 0) {
-        keyspace.insert(0, crate::info::DbKeyspace::default());
+        keyspace.insert(0, DbKeyspace::default());
     }
     let db = |n: u32| vec![("db", format!("db{n}"))];
-    let keys = keyspace.iter().map(|k| (db(k.db), saturating(k.keys)));
+    let keys = keyspace.iter().map(|k| (db(k.db), int(k.keys)));
     scrape.labelled("redis_db_keys", "Keys by database", keys);
-    let expiring = keyspace.iter().map(|k| (db(k.db), saturating(k.expires)));
-    scrape.labelled(
-        "redis_db_keys_expiring",
-        "Keys with an expiry by database",
-        expiring,
-    );
-
-    let commands = info.total_commands_processed;
-    scrape.counter("redis_commands_processed", "Commands processed", commands);
-    let connections = info.total_connections_received;
-    scrape.counter("redis_connections_received", "Connections accepted", connections);
-    let rejected = info.rejected_connections;
-    scrape.counter(
-        "redis_rejected_connections",
-        "Connections rejected by maxclients",
-        rejected,
-    );
-    let ops = info.instantaneous_ops_per_sec;
-    scrape.gauge(
-        "redis_instantaneous_ops_per_sec",
-        "Commands per second, as the server samples them",
-        ops,
-    );
-    scrape.counter(
-        "redis_keyspace_hits",
-        "Successful key lookups",
-        info.keyspace_hits,
-    );
-    scrape.counter(
-        "redis_keyspace_misses",
-        "Failed key lookups",
-        info.keyspace_misses,
-    );
-    scrape.counter(
-        "redis_expired_keys",
-        "Keys removed because they expired",
-        info.expired_keys,
-    );
-    scrape.counter(
-        "redis_evicted_keys",
-        "Keys evicted by the maxmemory policy",
-        info.evicted_keys,
-    );
-    scrape.counter(
-        "redis_net_input_bytes",
-        "Bytes read from the network",
-        info.total_net_input_bytes,
-    );
-    scrape.counter(
-        "redis_net_output_bytes",
-        "Bytes written to the network",
-        info.total_net_output_bytes,
-    );
-
-    replication_metrics(scrape, info);
-
-    scrape.gauge(
-        "redis_loading_dump_file",
-        "The server is loading its dataset",
-        i64::from(info.loading),
-    );
-    let changes = info.rdb_changes_since_last_save;
-    scrape.gauge(
-        "redis_rdb_changes_since_last_save",
-        "Changes since the last RDB save",
-        changes,
-    );
-    let bgsave = i64::from(info.rdb_bgsave_in_progress);
-    scrape.gauge("redis_rdb_bgsave_in_progress", "An RDB save is running", bgsave);
-    let saved_at = info.rdb_last_save_time;
-    scrape.gauge(
-        "redis_rdb_last_save_timestamp_seconds",
-        "Unix time of the last RDB save",
-        saved_at,
-    );
-    let rdb_ok = i64::from(info.rdb_last_bgsave_ok);
-    scrape.gauge(
-        "redis_rdb_last_bgsave_status",
-        "The last RDB save succeeded",
-        rdb_ok,
-    );
-    scrape.gauge(
-        "redis_aof_enabled",
-        "The append-only file is on",
-        i64::from(info.aof_enabled),
-    );
-    let rewrite = i64::from(info.aof_rewrite_in_progress);
-    scrape.gauge(
-        "redis_aof_rewrite_in_progress",
-        "An AOF rewrite is running",
-        rewrite,
-    );
-    let write_ok = i64::from(info.aof_last_write_ok);
-    scrape.gauge(
-        "redis_aof_last_write_status",
-        "The last AOF write succeeded",
-        write_ok,
-    );
-    let rewrite_ok = i64::from(info.aof_last_bgrewrite_ok);
-    scrape.gauge(
-        "redis_aof_last_bgrewrite_status",
-        "The last AOF rewrite succeeded",
-        rewrite_ok,
-    );
-}
-
-fn replication_metrics(scrape: &mut Scrape, info: &ServerInfo) {
-    scrape.gauge(
-        "redis_connected_slaves",
-        "Replicas connected to this server",
-        info.connected_slaves,
-    );
-    let offset = info.master_repl_offset;
-    scrape.gauge(
-        "redis_master_repl_offset",
-        "This server's replication offset",
-        offset,
-    );
+    let expiring = keyspace.iter().map(|k| (db(k.db), int(k.expires)));
+    scrape.labelled("redis_db_keys_expiring", "Keys with an expiry", expiring);
 
     if info.role == wire::Role::Replica {
-        // Labelled with the primary as in redis_exporter, so that a change of primary is a new series.
         let primary = || {
-            vec![
-                ("master_host", info.master_host.clone()),
-                ("master_port", info.master_port.to_string()),
-            ]
+            let port = info.master_port.to_string();
+            vec![("master_host", info.master_host.clone()), ("master_port", port)]
         };
-        let link_up = i64::from(info.master_link_status == "up");
-        scrape.labelled(
-            "redis_master_link_up",
-            "The link to the primary is up",
-            [(primary(), link_up)],
-        );
-        let last_io = info.master_last_io_seconds_ago;
-        let help = "Seconds since the last interaction with the primary (-1 when the link is down)";
-        scrape.labelled("redis_master_last_io_seconds_ago", help, [(primary(), last_io)]);
-        let syncing = i64::from(info.master_sync_in_progress);
-        let help = "A full synchronisation from the primary is running";
-        scrape.labelled("redis_master_sync_in_progress", help, [(primary(), syncing)]);
-        let applied = info.slave_repl_offset;
-        let help = "Offset of the primary's stream this replica applied";
-        scrape.labelled("redis_slave_repl_offset", help, [(primary(), applied)]);
+        for (name, help, read) in REPLICA_GAUGES {
+            scrape.labelled(name, help, [(primary(), read(info))]);
+        }
     }
-
-    let replica = |r: &crate::info::ListedReplica| {
-        vec![
-            ("slave_ip", r.ip.clone()),
-            ("slave_port", r.port.to_string()),
-            ("slave_state", r.state.clone()),
-        ]
+    let replica = |r: &ListedReplica| {
+        let (ip, port, state) = (r.ip.clone(), r.port.to_string(), r.state.clone());
+        vec![("slave_ip", ip), ("slave_port", port), ("slave_state", state)]
     };
     let offsets = info.replicas.iter().map(|r| (replica(r), r.offset));
     scrape.labelled(
@@ -300,70 +170,65 @@ fn replication_metrics(scrape: &mut Scrape, info: &ServerInfo) {
     scrape.labelled("redis_connected_slave_lag_seconds", help, lags);
 }
 
+/// `redis_exporter`'s labels of `redis_instance_info`.
+fn instance_labels(info: &ServerInfo) -> Labels {
+    let raw = |keys: &[&str]| keys.iter().find_map(|key| info.fields.get(*key)).cloned();
+    vec![
+        ("role", raw(&["role"]).unwrap_or_default()),
+        ("redis_version", info.redis_version.clone()),
+        ("redis_build_id", raw(&["redis_build_id"]).unwrap_or_default()),
+        // Valkey says `server_mode` where Redis says `redis_mode`.
+        (
+            "redis_mode",
+            raw(&["redis_mode", "server_mode"]).unwrap_or_default(),
+        ),
+        ("os", raw(&["os"]).unwrap_or_default()),
+        ("maxmemory_policy", raw(&["maxmemory_policy"]).unwrap_or_default()),
+        ("tcp_port", info.tcp_port.to_string()),
+        ("run_id", info.run_id.clone()),
+        ("process_id", info.process_id.to_string()),
+    ]
+}
+
 fn manager_metrics(scrape: &mut Scrape, manager: &ManagerMetrics) {
+    let (version, engine) = (manager.manager_version.clone(), manager.engine.clone());
     let labels = vec![
-        ("version", manager.manager_version.clone()),
-        ("engine", manager.engine.clone()),
+        ("version", version),
+        ("engine", engine),
         ("engine_version", manager.engine_version.clone()),
     ];
     let help = "The instance manager's version and the engine it runs";
     scrape.labelled("cnredis_instance_manager_info", help, [(labels, 1)]);
-    let uptime = manager.manager_uptime_seconds;
-    scrape.gauge(
-        "cnredis_instance_manager_uptime_seconds",
-        "Seconds since the manager started",
-        uptime,
-    );
-
-    let fenced = i64::from(manager.fenced);
-    scrape.gauge(
-        "cnredis_instance_fenced",
-        "The server refuses writes because it is fenced",
-        fenced,
-    );
-    // One series per possible value, 1 for the current one: a change is visible as a flip, and absent
-    // series never need telling apart from a missed scrape.
-    let roles = [
-        (wire::Role::Primary, "primary"),
-        (wire::Role::Replica, "replica"),
-        (wire::Role::Unknown, "unknown"),
-    ];
-    let roles = roles.map(|(role, name)| (vec![("role", name.to_owned())], i64::from(manager.role == role)));
-    scrape.labelled(
-        "cnredis_instance_role",
-        "The server's replication role (1 for the current)",
-        roles,
-    );
-    let leases = [
-        (wire::LeaseStatus::Held, "held"),
-        (wire::LeaseStatus::Expired, "expired"),
-        (wire::LeaseStatus::NotPrimary, "notPrimary"),
-        (wire::LeaseStatus::Disabled, "disabled"),
-    ];
-    let leases = leases.map(|(lease, name)| {
-        (
-            vec![("state", name.to_owned())],
-            i64::from(manager.lease == lease),
-        )
-    });
-    scrape.labelled(
-        "cnredis_instance_lease_state",
-        "The primary lease as this pod sees it",
-        leases,
-    );
-
+    for (name, help, read) in MANAGER_GAUGES {
+        scrape.gauge(name, help, read(manager));
+    }
     let restarts = u64::from(manager.server_restarts);
     scrape.counter(
         "cnredis_instance_server_restarts",
         "Restarts of the server after it exited",
         restarts,
     );
-    let empty = i64::from(manager.empty_after_restart);
-    let help = "This pod should be primary but restarted without its dataset";
-    scrape.gauge("cnredis_instance_empty_after_restart", help, empty);
-    let pending = saturating(manager.pending_restart as u64);
-    let help = "Parameters changed in the spec that wait for a server restart";
-    scrape.gauge("cnredis_instance_pending_restart_parameters", help, pending);
+
+    // One series per possible value, 1 for the current one: a change shows as a flip, and a missing series
+    // never needs telling apart from a missed scrape.
+    let roles = [
+        (wire::Role::Primary, "primary"),
+        (wire::Role::Replica, "replica"),
+        (wire::Role::Unknown, "unknown"),
+    ];
+    let roles = roles.map(|(role, name)| (vec![("role", name.to_owned())], i64::from(manager.role == role)));
+    let help = "The server's replication role, 1 for the current";
+    scrape.labelled("cnredis_instance_role", help, roles);
+    let leases = [
+        (wire::LeaseStatus::Held, "held"),
+        (wire::LeaseStatus::Expired, "expired"),
+        (wire::LeaseStatus::NotPrimary, "notPrimary"),
+        (wire::LeaseStatus::Disabled, "disabled"),
+    ];
+    let current = |lease| i64::from(manager.lease == lease);
+    let leases = leases.map(|(lease, name)| (vec![("state", name.to_owned())], current(lease)));
+    let help = "The primary lease as this pod sees it, 1 for the current state";
+    scrape.labelled("cnredis_instance_lease_state", help, leases);
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -406,7 +271,7 @@ impl Scrape {
     }
 }
 
-fn saturating(value: u64) -> i64 {
+fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 

@@ -7,8 +7,6 @@ use crate::info::tests::{FIXTURES, fixture};
 
 fn manager() -> ManagerMetrics {
     ManagerMetrics {
-        pod: "c-1".to_owned(),
-        cluster: "c".to_owned(),
         fenced: false,
         role: wire::Role::Primary,
         lease: wire::LeaseStatus::Held,
