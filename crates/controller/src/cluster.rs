@@ -1,0 +1,3 @@
+//! RedisCluster reconciliation: observe -> validate -> build -> apply -> status.
+
+pub mod resources;

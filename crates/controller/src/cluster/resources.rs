@@ -1,0 +1,1 @@
+//! Desired objects of a RedisCluster (placeholder, being written).
