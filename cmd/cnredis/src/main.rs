@@ -50,13 +50,19 @@ struct ControllerArgs {
     watch_namespaces: Vec<String>,
     /// Address of the metrics and health endpoints (/metrics, /healthz, /readyz).
     #[arg(long, env = "CNREDIS_METRICS_ADDR", default_value = "0.0.0.0:8080")]
-    metrics_addr: String,
+    metrics_addr: std::net::SocketAddr,
     /// Elect a leader among operator replicas (a Lease in the operator's namespace).
     #[arg(long, env = "CNREDIS_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
     /// Image whose cnredis binary the init container of every instance pod copies.
     #[arg(long, env = "CNREDIS_OPERATOR_IMAGE")]
-    operator_image: Option<String>,
+    operator_image: String,
+    /// Namespace of the operator: its CA Secret and leader Lease live there (downward API).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "cnredis-system")]
+    namespace: String,
+    /// Name of this operator pod: the leader identity (downward API).
+    #[arg(long, env = "POD_NAME", default_value = "cnredis-operator")]
+    pod_name: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,7 +103,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("cnredis {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Controller(args) => not_yet("controller", &format!("{args:?}")),
+        Command::Controller(args) => {
+            controller(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Instance(InstanceCommand::Run(args)) => {
             instance::run(*args)?;
             Ok(ExitCode::SUCCESS)
@@ -105,13 +114,20 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The controller arrives with its own issue. Until then they refuse to
-/// start rather than pretend: a pod running them fails visibly instead of looking healthy.
-fn not_yet(what: &str, args: &str) -> anyhow::Result<ExitCode> {
-    tracing::error!(command = what, args, "not implemented in this build");
-    eprintln!(
-        "cnredis {what}: not implemented in this build of cnredis {}",
-        env!("CARGO_PKG_VERSION")
-    );
-    Ok(ExitCode::from(3))
+fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(cnredis_controller::run::run(
+        cnredis_controller::run::ControllerOptions {
+            watch_namespaces: args
+                .watch_namespaces
+                .into_iter()
+                .filter(|ns| !ns.is_empty())
+                .collect(),
+            metrics_addr: args.metrics_addr,
+            leader_elect: args.leader_elect,
+            operator_image: args.operator_image,
+            namespace: args.namespace,
+            pod_name: args.pod_name,
+        },
+    ))
 }

@@ -115,10 +115,14 @@ fn crd_prints_exactly_the_checked_in_crds() {
 }
 
 #[test]
-fn controller_refuses_to_run_until_implemented() {
-    let out = run(&binary(), &["controller"]);
-    assert_eq!(out.status.code(), Some(3), "controller should exit 3");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented"));
+fn controller_without_its_image_is_a_usage_error_naming_the_flag() {
+    let out = Command::new(binary())
+        .arg("controller")
+        .env_remove("CNREDIS_OPERATOR_IMAGE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--operator-image"));
 }
 
 #[test]

@@ -1,3 +1,7 @@
 //! RedisCluster reconciliation: observe -> validate -> build -> apply -> status.
 
+pub mod observe;
+pub mod plan;
+pub mod reconcile;
 pub mod resources;
+pub mod status;

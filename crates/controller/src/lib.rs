@@ -1,4 +1,9 @@
-//! The cnredis operator: reconciles RedisClusters into instance Pods, PVCs, Services, Secrets and a
-//! PodDisruptionBudget, and keeps their status.
+//! The cnredis operator: reconciles RedisClusters into instance Pods, PVCs, Services, Secrets and
+//! PodDisruptionBudgets, and keeps their status.
 
 pub mod cluster;
+pub mod context;
+pub mod credentials;
+pub mod leader;
+pub mod metrics;
+pub mod run;

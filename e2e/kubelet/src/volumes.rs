@@ -52,7 +52,7 @@ pub async fn refresh(client: &kube::Client, pod: &Pod, pod_dir: &Path) -> anyhow
         .flatten()
     {
         if let Some(files) = render(client, pod, volume).await? {
-            write_atomic(&pod_dir.join("volumes").join(&volume.name), &files)?;
+            write_atomic(&pod_dir.join("volumes").join(&volume.name), &files, fs_group(pod))?;
         }
     }
     Ok(())
@@ -82,7 +82,7 @@ async fn prepare_one(
     }
     match render(client, pod, volume).await? {
         Some(files) => {
-            write_atomic(&dir, &files)?;
+            write_atomic(&dir, &files, fs_group(pod))?;
             Ok(dir)
         }
         None => bail!(
@@ -344,9 +344,17 @@ pub fn downward_field(pod: &Pod, path: &str) -> anyhow::Result<String> {
     })
 }
 
+/// The pod's `securityContext.fsGroup`: upstream gives API-backed volume files that group, so a
+/// non-root container can read a secret mounted with mode 0440.
+fn fs_group(pod: &Pod) -> Option<u32> {
+    let group = pod.spec.as_ref()?.security_context.as_ref()?.fs_group?;
+    u32::try_from(group).ok()
+}
+
 /// Writes `files` into `dir` atomically: a new timestamped directory, `..data` re-pointed to it by a
-/// rename, top-level entries as symlinks through `..data`, the previous directory removed.
-pub fn write_atomic(dir: &Path, files: &Files) -> anyhow::Result<()> {
+/// rename, top-level entries as symlinks through `..data`, the previous directory removed. Files are
+/// given the group `group` when set (the pod's fsGroup).
+pub fn write_atomic(dir: &Path, files: &Files, group: Option<u32>) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let stamp = format!(
         "..{}",
@@ -360,6 +368,9 @@ pub fn write_atomic(dir: &Path, files: &Files) -> anyhow::Result<()> {
         std::fs::create_dir_all(target.parent().unwrap_or(&staged))?;
         std::fs::write(&target, content)?;
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(*mode))?;
+        if let Some(gid) = group {
+            nix::unistd::chown(&target, None, Some(nix::unistd::Gid::from_raw(gid)))?;
+        }
     }
     std::fs::create_dir_all(&staged)?;
     let previous = std::fs::read_link(dir.join("..data")).ok();
@@ -408,7 +419,7 @@ mod tests {
             ("user".into(), (b"u".to_vec(), 0o644)),
         ]
         .into();
-        write_atomic(&dir, &v1).unwrap();
+        write_atomic(&dir, &v1, None).unwrap();
         assert_eq!(std::fs::read(dir.join("password")).unwrap(), b"one");
         assert_eq!(
             std::fs::metadata(dir.join("password"))
@@ -419,7 +430,7 @@ mod tests {
             0o600
         );
         let v2: Files = [("password".into(), (b"two".to_vec(), 0o600))].into();
-        write_atomic(&dir, &v2).unwrap();
+        write_atomic(&dir, &v2, None).unwrap();
         assert_eq!(std::fs::read(dir.join("password")).unwrap(), b"two");
         assert!(!dir.join("user").exists(), "a removed key must disappear");
         let stamps = std::fs::read_dir(&dir).unwrap().filter(|e| {

@@ -1,0 +1,278 @@
+//! What one reconcile of a RedisCluster must change, decided from the spec, the status and what was
+//! observed of its instances. Pure: the shell observes, calls [`plan`], applies the result and writes the
+//! status.
+//!
+//! Instances change one at a time: the first instance becomes primary (`targetPrimary` is set before its
+//! pod exists, so its instance manager boots as primary), replicas are added only while every instance is
+//! ready, a deleted pod is recreated on its PVC, an instance whose PVC is gone is removed and replaced by
+//! a new serial, and scaling down removes the highest serial that is not the primary.
+
+use std::collections::BTreeMap;
+
+use cnredis_api::cluster::PvcRetentionPolicy;
+use cnredis_api::names::{ROLE_PRIMARY, ROLE_REPLICA, instance_name};
+use cnredis_instance_client::wire::{InstanceReport, Role};
+
+/// One instance as observed: its pod, its PVC, and its instance manager's report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    pub name: String,
+    pub serial: u32,
+    pub pod: Option<PodFacts>,
+    /// The PVC exists and is not being deleted.
+    pub pvc: bool,
+    /// The instance API answered; `None` when it did not (or the pod has no IP yet).
+    pub report: Option<InstanceReport>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodFacts {
+    /// Being deleted.
+    pub terminating: bool,
+    /// The pod's Ready condition.
+    pub ready: bool,
+    /// The pod failed for good (phase Failed), e.g. evicted.
+    pub failed: bool,
+    /// `cnredis.io/podSpecHash` of the running pod.
+    pub spec_hash: Option<String>,
+}
+
+/// The cluster's wishes and memory: from the spec and the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub cluster: String,
+    pub instances: u32,
+    pub current_primary: Option<String>,
+    pub target_primary: Option<String>,
+    pub latest_serial: u32,
+    pub pvc_retention: PvcRetentionPolicy,
+    /// Pods named in (or `*`) the fencing annotation.
+    pub fenced: Vec<String>,
+}
+
+/// A deletion the shell executes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub name: String,
+    pub delete_pod: bool,
+    pub delete_pvc: bool,
+    pub why: String,
+}
+
+/// The result of one reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub current_primary: Option<String>,
+    pub target_primary: Option<String>,
+    pub latest_serial: u32,
+    /// Serials whose pod (and PVC, when missing) must be created.
+    pub create: Vec<u32>,
+    pub remove: Vec<Removal>,
+    /// The `cnredis.io/role` label every existing pod must carry (`None`: no role label).
+    pub roles: BTreeMap<String, Option<&'static str>>,
+    pub phase: String,
+    pub phase_reason: String,
+    /// Every wanted instance exists, is ready, and replicates.
+    pub healthy: bool,
+}
+
+fn is_live(instance: &Observed) -> bool {
+    instance
+        .pod
+        .as_ref()
+        .is_some_and(|pod| !pod.terminating && !pod.failed)
+}
+
+/// Ready as the instance manager judges it: answering and, for a replica, linked and synced.
+fn is_ready(instance: &Observed) -> bool {
+    is_live(instance)
+        && instance.pod.as_ref().is_some_and(|pod| pod.ready)
+        && instance.report.as_ref().is_some_and(|report| report.ready)
+}
+
+fn role_of(instance: &Observed) -> Role {
+    instance
+        .report
+        .as_ref()
+        .filter(|report| report.answered)
+        .map(|report| report.role)
+        .unwrap_or(Role::Unknown)
+}
+
+pub fn plan(wanted: &Wanted, observed: &[Observed]) -> Plan {
+    let mut plan = Plan {
+        current_primary: wanted.current_primary.clone(),
+        target_primary: wanted.target_primary.clone(),
+        latest_serial: wanted
+            .latest_serial
+            .max(observed.iter().map(|i| i.serial).max().unwrap_or(0)),
+        create: Vec::new(),
+        remove: Vec::new(),
+        roles: BTreeMap::new(),
+        phase: String::new(),
+        phase_reason: String::new(),
+        healthy: false,
+    };
+    let name = |serial: u32| instance_name(&wanted.cluster, serial);
+    let find = |pod: &str| observed.iter().find(|i| i.name == pod);
+
+    // Instances whose PVC is gone cannot come back: remove their pod; a new serial replaces them.
+    for instance in observed.iter().filter(|i| !i.pvc) {
+        let is_primary = Some(&instance.name) == plan.current_primary.as_ref();
+        if instance.pod.as_ref().is_some_and(|pod| !pod.terminating) && !is_primary {
+            plan.remove.push(Removal {
+                name: instance.name.clone(),
+                delete_pod: true,
+                delete_pvc: false,
+                why: "its PVC was deleted; a new instance replaces it".to_string(),
+            });
+        }
+    }
+    let with_storage: Vec<&Observed> = observed.iter().filter(|i| i.pvc).collect();
+
+    match (&plan.current_primary, &plan.target_primary) {
+        // A new cluster: the first instance is named target primary before its pod exists.
+        (None, None) => {
+            let serial = match with_storage.first() {
+                Some(existing) => existing.serial,
+                None => {
+                    plan.latest_serial += 1;
+                    plan.latest_serial
+                }
+            };
+            plan.target_primary = Some(name(serial));
+            if find(&name(serial)).is_none_or(|i| i.pod.is_none()) {
+                plan.create.push(serial);
+            }
+            plan.phase = "Setting up primary".to_string();
+            plan.phase_reason = format!("creating the first instance {}", name(serial));
+        }
+        // Bootstrap in progress: the target becomes current once it serves as primary.
+        (None, Some(target)) => {
+            let target = target.clone();
+            match find(&target) {
+                Some(instance) if is_live(instance) && role_of(instance) == Role::Primary => {
+                    plan.current_primary = Some(target.clone());
+                }
+                Some(instance) if instance.pod.is_none() && instance.pvc => {
+                    plan.create.push(instance.serial);
+                }
+                None => {
+                    if let Some(serial) = cnredis_api::names::instance_serial(&wanted.cluster, &target) {
+                        plan.create.push(serial);
+                        plan.latest_serial = plan.latest_serial.max(serial);
+                    }
+                }
+                Some(_) => {}
+            }
+            plan.phase = "Setting up primary".to_string();
+            plan.phase_reason = format!("waiting for {target} to serve as primary");
+        }
+        _ => {}
+    }
+
+    if plan.current_primary.is_some() {
+        steady_state(wanted, observed, &mut plan);
+    }
+
+    // Role labels: the primary only while it serves as one and is not fenced (so a fenced primary has no
+    // `-leader` endpoint); replicas by what their instance manager reports.
+    for instance in observed.iter().filter(|i| i.pod.is_some()) {
+        let fenced = wanted.fenced.iter().any(|f| f == "*" || *f == instance.name)
+            || instance.report.as_ref().is_some_and(|r| r.fenced);
+        let role = match role_of(instance) {
+            Role::Primary
+                if Some(&instance.name) == plan.current_primary.as_ref()
+                    && plan.current_primary == plan.target_primary
+                    && !fenced =>
+            {
+                Some(ROLE_PRIMARY)
+            }
+            Role::Replica => Some(ROLE_REPLICA),
+            _ => None,
+        };
+        plan.roles.insert(instance.name.clone(), role);
+    }
+    plan
+}
+
+fn steady_state(wanted: &Wanted, observed: &[Observed], plan: &mut Plan) {
+    let name = |serial: u32| instance_name(&wanted.cluster, serial);
+    let primary = plan.current_primary.clone().unwrap_or_default();
+    let removed: Vec<String> = plan.remove.iter().map(|r| r.name.clone()).collect();
+    let members: Vec<&Observed> = observed
+        .iter()
+        .filter(|i| i.pvc && !removed.contains(&i.name))
+        .collect();
+
+    // A deleted pod comes back on its PVC.
+    let mut recreating = Vec::new();
+    for instance in &members {
+        if instance.pod.is_none() {
+            plan.create.push(instance.serial);
+            recreating.push(instance.name.clone());
+        }
+    }
+    let all_ready = members.iter().all(|i| is_ready(i));
+    let count = members.len() as u32;
+
+    if !recreating.is_empty() {
+        plan.phase = "Recreating instances".to_string();
+        plan.phase_reason = format!("recreating {} on their volumes", recreating.join(", "));
+        return;
+    }
+    if let Some(waiting) = members.iter().find(|i| !is_ready(i)) {
+        plan.phase = if count < wanted.instances {
+            "Creating replicas".to_string()
+        } else {
+            "Waiting for instances".to_string()
+        };
+        plan.phase_reason = match &waiting.report {
+            Some(report) if report.role == Role::Replica && !report.ready => {
+                format!("waiting for {} to sync from {primary}", waiting.name)
+            }
+            _ => format!("waiting for {} to be ready", waiting.name),
+        };
+        return;
+    }
+    if count < wanted.instances && all_ready {
+        plan.latest_serial += 1;
+        plan.create.push(plan.latest_serial);
+        plan.phase = "Creating replicas".to_string();
+        plan.phase_reason = format!(
+            "creating {} ({} of {} instances)",
+            name(plan.latest_serial),
+            count + 1,
+            wanted.instances
+        );
+        return;
+    }
+    if count > wanted.instances && all_ready {
+        // Highest serial first, never the primary (nor a pod about to become it).
+        if let Some(victim) = members
+            .iter()
+            .filter(|i| i.name != primary && Some(&i.name) != plan.target_primary.as_ref())
+            .max_by_key(|i| i.serial)
+        {
+            plan.remove.push(Removal {
+                name: victim.name.clone(),
+                delete_pod: true,
+                delete_pvc: wanted.pvc_retention == PvcRetentionPolicy::Delete,
+                why: format!("scaling down to {} instances", wanted.instances),
+            });
+            plan.phase = "Scaling down".to_string();
+            plan.phase_reason = format!("removing {}", victim.name);
+            return;
+        }
+    }
+    plan.healthy = count == wanted.instances && all_ready && plan.remove.is_empty();
+    plan.phase = if plan.healthy { "Healthy" } else { "Reconciling" }.to_string();
+    plan.phase_reason = if plan.healthy {
+        format!("{count} instances ready, {primary} is primary")
+    } else {
+        "applying changes".to_string()
+    };
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,249 @@
+use super::*;
+use cnredis_instance_client::wire::{Dataset, LeaseStatus, Persistence, Replication};
+
+fn report(role: Role, ready: bool) -> InstanceReport {
+    InstanceReport {
+        pod: String::new(),
+        cluster: "c".to_string(),
+        answered: role != Role::Unknown,
+        role,
+        fenced: false,
+        fence_reasons: Vec::new(),
+        empty_after_restart: false,
+        ready,
+        replication: Replication::default(),
+        dataset: Dataset::default(),
+        persistence: Persistence::default(),
+        lease: LeaseStatus::Held,
+        engine: "valkey".to_string(),
+        engine_version: "8.1.8".to_string(),
+        manager_version: "0.1.0".to_string(),
+        manager_uptime_seconds: 1,
+        server_uptime_seconds: 1,
+        server_restarts: 0,
+        pending_restart: Vec::new(),
+        last_error: None,
+    }
+}
+
+/// An instance `c-<serial>` with a ready pod and PVC, reporting `role`.
+fn instance(serial: u32, role: Role) -> Observed {
+    Observed {
+        name: format!("c-{serial}"),
+        serial,
+        pod: Some(PodFacts {
+            ready: true,
+            ..PodFacts::default()
+        }),
+        pvc: true,
+        report: Some(report(role, true)),
+    }
+}
+
+impl Observed {
+    fn not_ready(mut self) -> Self {
+        if let Some(report) = &mut self.report {
+            report.ready = false;
+        }
+        self
+    }
+    fn without_pod(mut self) -> Self {
+        self.pod = None;
+        self.report = None;
+        self
+    }
+    fn without_pvc(mut self) -> Self {
+        self.pvc = false;
+        self
+    }
+    fn fenced(mut self) -> Self {
+        if let Some(report) = &mut self.report {
+            report.fenced = true;
+        }
+        self
+    }
+}
+
+fn wanted(instances: u32) -> Wanted {
+    Wanted {
+        cluster: "c".to_string(),
+        instances,
+        current_primary: Some("c-1".to_string()),
+        target_primary: Some("c-1".to_string()),
+        latest_serial: 0,
+        pvc_retention: PvcRetentionPolicy::Delete,
+        fenced: Vec::new(),
+    }
+}
+
+fn new_cluster(instances: u32) -> Wanted {
+    Wanted {
+        current_primary: None,
+        target_primary: None,
+        ..wanted(instances)
+    }
+}
+
+fn steady(serials: &[u32]) -> Vec<Observed> {
+    serials
+        .iter()
+        .map(|&s| instance(s, if s == 1 { Role::Primary } else { Role::Replica }))
+        .collect()
+}
+
+#[test]
+fn a_new_cluster_names_its_first_instance_target_primary_before_creating_it() {
+    let plan = plan(&new_cluster(3), &[]);
+    assert_eq!(plan.target_primary.as_deref(), Some("c-1"));
+    assert_eq!(plan.current_primary, None);
+    assert_eq!(plan.create, [1]);
+    assert_eq!(plan.latest_serial, 1);
+    assert_eq!(plan.phase, "Setting up primary");
+}
+
+#[test]
+fn the_target_becomes_current_once_it_serves_as_primary() {
+    let mut wanted = new_cluster(3);
+    wanted.target_primary = Some("c-1".to_string());
+    wanted.latest_serial = 1;
+    let waiting = plan(&wanted, &[instance(1, Role::Unknown)]);
+    assert_eq!(waiting.current_primary, None);
+    assert!(waiting.create.is_empty());
+    let serving = plan(&wanted, &[instance(1, Role::Primary)]);
+    assert_eq!(serving.current_primary.as_deref(), Some("c-1"));
+    // ... and the first replica follows in the same pass.
+    assert_eq!(serving.create, [2]);
+}
+
+#[test]
+fn replicas_are_added_one_at_a_time_while_every_instance_is_ready() {
+    let mut wanted = wanted(3);
+    wanted.latest_serial = 2;
+    let plan_ready = plan(&wanted, &steady(&[1, 2]));
+    assert_eq!(plan_ready.create, [3]);
+    assert_eq!(plan_ready.latest_serial, 3);
+
+    let syncing = vec![instance(1, Role::Primary), instance(2, Role::Replica).not_ready()];
+    let plan_syncing = plan(&wanted, &syncing);
+    assert!(plan_syncing.create.is_empty());
+    assert_eq!(plan_syncing.phase_reason, "waiting for c-2 to sync from c-1");
+}
+
+#[test]
+fn serials_are_never_reused() {
+    let mut wanted = wanted(3);
+    wanted.latest_serial = 7;
+    let plan = plan(&wanted, &steady(&[1, 5]));
+    assert_eq!(plan.create, [8]);
+}
+
+#[test]
+fn a_deleted_pod_comes_back_on_its_pvc() {
+    let mut observed = steady(&[1, 2, 3]);
+    observed[1] = observed[1].clone().without_pod();
+    let plan = plan(&wanted(3), &observed);
+    assert_eq!(plan.create, [2]);
+    assert!(plan.remove.is_empty());
+    assert_eq!(plan.phase, "Recreating instances");
+}
+
+#[test]
+fn a_deleted_primary_pod_comes_back_on_its_pvc_as_primary() {
+    let mut observed = steady(&[1, 2]);
+    observed[0] = observed[0].clone().without_pod();
+    let plan = plan(&wanted(2), &observed);
+    assert_eq!(plan.create, [1]);
+    assert_eq!(plan.current_primary.as_deref(), Some("c-1"));
+}
+
+#[test]
+fn an_instance_whose_pvc_was_deleted_is_replaced_by_a_new_serial() {
+    let mut wanted = wanted(3);
+    wanted.latest_serial = 3;
+    let mut observed = steady(&[1, 2, 3]);
+    observed[2] = observed[2].clone().without_pvc();
+    let first = plan(&wanted, &observed);
+    assert_eq!(first.remove.len(), 1);
+    assert_eq!(first.remove[0].name, "c-3");
+    assert!(first.remove[0].delete_pod);
+    assert_eq!(first.create, [4], "a new serial takes its place");
+}
+
+#[test]
+fn scaling_down_removes_the_highest_serial_that_is_not_the_primary() {
+    let mut wanted = wanted(2);
+    wanted.current_primary = Some("c-3".to_string());
+    wanted.target_primary = Some("c-3".to_string());
+    let observed = vec![
+        instance(1, Role::Replica),
+        instance(2, Role::Replica),
+        instance(3, Role::Primary),
+    ];
+    let plan = plan(&wanted, &observed);
+    assert_eq!(plan.remove.len(), 1);
+    assert_eq!(plan.remove[0].name, "c-2");
+    assert!(plan.remove[0].delete_pvc);
+}
+
+#[test]
+fn scaling_down_keeps_the_pvc_when_the_policy_retains_it() {
+    let mut wanted = wanted(1);
+    wanted.pvc_retention = PvcRetentionPolicy::Retain;
+    let plan = plan(&wanted, &steady(&[1, 2]));
+    assert_eq!(plan.remove[0].name, "c-2");
+    assert!(!plan.remove[0].delete_pvc);
+}
+
+#[test]
+fn scaling_down_waits_until_every_instance_is_ready() {
+    let observed = vec![instance(1, Role::Primary), instance(2, Role::Replica).not_ready()];
+    let plan = plan(&wanted(1), &observed);
+    assert!(plan.remove.is_empty());
+}
+
+#[test]
+fn the_primary_is_never_removed_even_when_it_is_the_highest_serial() {
+    let mut wanted = wanted(1);
+    wanted.current_primary = Some("c-2".to_string());
+    wanted.target_primary = Some("c-2".to_string());
+    let observed = vec![instance(1, Role::Replica), instance(2, Role::Primary)];
+    let plan = plan(&wanted, &observed);
+    assert_eq!(plan.remove[0].name, "c-1");
+}
+
+#[test]
+fn a_healthy_cluster_needs_nothing() {
+    let plan = plan(&wanted(3), &steady(&[1, 2, 3]));
+    assert!(plan.create.is_empty() && plan.remove.is_empty());
+    assert!(plan.healthy);
+    assert_eq!(plan.phase, "Healthy");
+    assert_eq!(plan.roles["c-1"], Some(ROLE_PRIMARY));
+    assert_eq!(plan.roles["c-2"], Some(ROLE_REPLICA));
+}
+
+#[test]
+fn a_fenced_primary_loses_its_role_label() {
+    let mut observed = steady(&[1, 2]);
+    observed[0] = observed[0].clone().fenced();
+    assert_eq!(plan(&wanted(2), &observed).roles["c-1"], None);
+    let mut by_annotation = wanted(2);
+    by_annotation.fenced = vec!["*".to_string()];
+    assert_eq!(plan(&by_annotation, &steady(&[1, 2])).roles["c-1"], None);
+}
+
+#[test]
+fn a_pod_that_does_not_answer_has_no_role_label() {
+    let mut observed = steady(&[1, 2]);
+    observed[1].report = None;
+    let plan = plan(&wanted(2), &observed);
+    assert_eq!(plan.roles["c-2"], None);
+    assert!(!plan.healthy);
+}
+
+#[test]
+fn during_a_switchover_no_pod_is_labelled_primary() {
+    let mut wanted = wanted(2);
+    wanted.target_primary = Some("c-2".to_string());
+    let plan = plan(&wanted, &steady(&[1, 2]));
+    assert_eq!(plan.roles["c-1"], None);
+}

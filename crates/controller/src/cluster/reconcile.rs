@@ -1,0 +1,351 @@
+//! One reconcile of a RedisCluster: credentials and static objects, observe, plan, apply, status.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cnredis_api::RedisCluster;
+use cnredis_api::names::{
+    ANNOTATION_FENCED_INSTANCES, FIELD_MANAGER, FencedInstances, LABEL_ROLE, instance_name,
+};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::observe::{World, observe};
+use super::plan::{Plan, Wanted, plan};
+use super::resources::{self, PodInputs};
+use super::status;
+use crate::context::Context;
+use crate::credentials::{self, CredentialsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Credentials(#[from] CredentialsError),
+    #[error("{0}")]
+    Serialize(#[from] serde_json::Error),
+    #[error("RedisCluster has no namespace")]
+    NoNamespace,
+    #[error("{0}")]
+    InvalidSpec(String),
+}
+
+impl ReconcileError {
+    /// Label of the error in metrics and the reason of its Event.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "KubernetesApi",
+            Self::Credentials(_) => "Credentials",
+            Self::Serialize(_) => "Serialization",
+            Self::NoNamespace => "NoNamespace",
+            Self::InvalidSpec(_) => "InvalidSpec",
+        }
+    }
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+pub async fn reconcile(cluster: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let result = reconcile_inner(&cluster, &ctx).await;
+    ctx.metrics
+        .reconciled(started.elapsed(), result.as_ref().err().map(ReconcileError::kind));
+    result
+}
+
+async fn reconcile_inner(cluster: &RedisCluster, ctx: &Context) -> Result<Action, ReconcileError> {
+    let namespace = cluster.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let name = cluster.name_any();
+    if cluster.metadata.deletion_timestamp.is_some() {
+        // Owner references delete everything it owns.
+        return Ok(Action::await_change());
+    }
+    let password = ensure_credentials(cluster, ctx, &namespace).await?;
+    let client = &ctx.client;
+
+    // Objects that do not depend on the instances.
+    let (account, role, binding) = resources::desired_instance_rbac(cluster);
+    apply(client, &namespace, &account).await?;
+    apply(client, &namespace, &role).await?;
+    apply(client, &namespace, &binding).await?;
+    for service in resources::desired_services(cluster) {
+        apply(client, &namespace, &service).await?;
+    }
+    let pdbs = resources::desired_pdbs(cluster);
+    for pdb in &pdbs {
+        apply(client, &namespace, pdb).await?;
+    }
+    delete_stale_pdbs(cluster, ctx, &namespace, &pdbs).await?;
+    apply(
+        client,
+        &namespace,
+        &resources::desired_app_secret(cluster, password.as_deref()),
+    )
+    .await?;
+
+    let world = observe(client, &ctx.instance_api, cluster).await?;
+    let status = cluster.status.clone().unwrap_or_default();
+    let annotation = cluster.annotations().get(ANNOTATION_FENCED_INSTANCES).cloned();
+    let fenced = match FencedInstances::parse(annotation.as_deref()) {
+        Ok(FencedInstances::All) => vec!["*".to_string()],
+        Ok(FencedInstances::Some(names)) => names.into_iter().collect(),
+        Ok(FencedInstances::None) => Vec::new(),
+        Err(message) => {
+            publish(
+                ctx,
+                cluster,
+                EventType::Warning,
+                "InvalidAnnotation",
+                "Validate",
+                &message,
+            )
+            .await;
+            vec!["*".to_string()]
+        }
+    };
+    let wanted = Wanted {
+        cluster: name.clone(),
+        instances: cluster.spec.instances.max(1) as u32,
+        current_primary: status.current_primary.clone(),
+        target_primary: status.target_primary.clone(),
+        latest_serial: status.latest_generated_serial.max(0) as u32,
+        pvc_retention: cluster.spec.pvc_retention_policy,
+        fenced,
+    };
+    let plan = plan(&wanted, &world.instances);
+
+    // The status names the target primary and the serials before any pod boots with them.
+    if plan.target_primary != wanted.target_primary
+        || plan.latest_serial != wanted.latest_serial
+        || plan.current_primary != wanted.current_primary
+    {
+        status::patch_primary(client, cluster, &plan).await?;
+        if plan.current_primary != wanted.current_primary
+            && let Some(primary) = &plan.current_primary
+        {
+            let note = format!("{primary} is the primary");
+            publish(
+                ctx,
+                cluster,
+                EventType::Normal,
+                "PrimaryElected",
+                "Bootstrap",
+                &note,
+            )
+            .await;
+        }
+    }
+    execute(cluster, ctx, &namespace, &plan, &world).await?;
+    status::write(client, cluster, &plan, &world).await?;
+    ctx.metrics.observe_instances(&namespace, &name, &world);
+
+    Ok(if plan.healthy {
+        Action::requeue(Duration::from_secs(10))
+    } else {
+        Action::requeue(Duration::from_secs(2))
+    })
+}
+
+/// The auth Secret (generated unless the user names one) and the password in it.
+async fn ensure_credentials(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Option<String>, ReconcileError> {
+    if let Some(issued) = credentials::instance_api_certificate(&ctx.client, &ctx.ca, cluster).await? {
+        let secret = resources::desired_instance_api_secret(cluster, ctx.ca.cert_pem(), &issued);
+        apply(&ctx.client, namespace, &secret).await?;
+        let note = "issued the instance API certificate";
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "CertificateIssued",
+            "Issue",
+            note,
+        )
+        .await;
+    }
+    if !cluster.spec.auth.enabled {
+        return Ok(None);
+    }
+    let secret_name = resources::auth_secret_name(cluster);
+    if let Some(password) = credentials::read_password(&ctx.client, namespace, &secret_name).await? {
+        return Ok(Some(password));
+    }
+    if cluster.spec.auth.secret_name.is_some() {
+        return Err(ReconcileError::InvalidSpec(format!(
+            "spec.auth.secretName names Secret {secret_name}, which does not exist (it needs a key \"password\")"
+        )));
+    }
+    let password = credentials::generate_password()?;
+    apply(
+        &ctx.client,
+        namespace,
+        &resources::desired_auth_secret(cluster, &password),
+    )
+    .await?;
+    let note = format!("generated the password in Secret {secret_name}");
+    publish(
+        ctx,
+        cluster,
+        EventType::Normal,
+        "PasswordGenerated",
+        "Generate",
+        &note,
+    )
+    .await;
+    Ok(Some(password))
+}
+
+async fn execute(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    namespace: &str,
+    plan: &Plan,
+    world: &World,
+) -> Result<(), ReconcileError> {
+    let client = &ctx.client;
+    let name = cluster.name_any();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+
+    // PVCs of every instance (created, or grown when spec.storage.size grew).
+    for instance in world.instances.iter().filter(|i| i.pvc) {
+        apply(
+            client,
+            namespace,
+            &resources::desired_pvc(cluster, instance.serial),
+        )
+        .await?;
+    }
+    for &serial in &plan.create {
+        let pod_name = instance_name(&name, serial);
+        apply(client, namespace, &resources::desired_pvc(cluster, serial)).await?;
+        let role = plan.roles.get(&pod_name).copied().flatten();
+        let pod = resources::desired_pod(&PodInputs {
+            cluster,
+            serial,
+            operator_image: &ctx.operator_image,
+            role,
+        });
+        pods.patch(&pod_name, &apply_params(), &Patch::Apply(&pod))
+            .await?;
+        let note = format!("created instance {pod_name}");
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "InstanceCreated",
+            "Create",
+            &note,
+        )
+        .await;
+    }
+    for removal in &plan.remove {
+        if removal.delete_pod {
+            delete_ignoring_absent(&pods, &removal.name).await?;
+        }
+        if removal.delete_pvc {
+            delete_ignoring_absent(&pvcs, &removal.name).await?;
+        }
+        let note = format!("removed instance {}: {}", removal.name, removal.why);
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "InstanceRemoved",
+            "Delete",
+            &note,
+        )
+        .await;
+    }
+    // Role labels decide the -leader and -replica endpoints.
+    for (pod_name, role) in &plan.roles {
+        let Some(pod) = world.pods.get(pod_name) else {
+            continue;
+        };
+        if pod.labels().get(LABEL_ROLE).map(String::as_str) == *role {
+            continue;
+        }
+        let patch = json!({"metadata": {"labels": {LABEL_ROLE: role}}});
+        pods.patch(pod_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        tracing::info!(pod = %pod_name, ?role, "role label");
+    }
+    Ok(())
+}
+
+async fn delete_stale_pdbs(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    namespace: &str,
+    wanted: &[k8s_openapi::api::policy::v1::PodDisruptionBudget],
+) -> Result<(), ReconcileError> {
+    let api: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+        Api::namespaced(ctx.client.clone(), namespace);
+    let name = cluster.name_any();
+    for candidate in [format!("{name}-primary"), format!("{name}-replicas")] {
+        if !wanted
+            .iter()
+            .any(|pdb| pdb.metadata.name.as_deref() == Some(candidate.as_str()))
+        {
+            delete_ignoring_absent(&api, &candidate).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn delete_ignoring_absent<K>(api: &Api<K>, name: &str) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Server-side apply under the one field manager.
+pub async fn apply<K>(client: &kube::Client, namespace: &str, object: &K) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(&name, &apply_params(), &Patch::Apply(object)).await?;
+    Ok(())
+}
+
+pub async fn publish(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note.to_string()),
+        action: action.to_string(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+        tracing::warn!(%error, reason, "cannot publish an event");
+    }
+}

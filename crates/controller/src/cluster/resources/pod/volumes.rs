@@ -1,0 +1,125 @@
+//! The volumes of an instance pod and where the `server` container mounts them. Each volume is declared
+//! once with its mount, so a volume can never be mounted without existing or exist without its mount.
+//! Secrets reach the pod only as volumes: a rotated secret then appears in the files without a restart,
+//! and no credential is visible in the pod spec or `/proc/*/environ`.
+
+use cnredis_api::RedisCluster;
+use cnredis_api::names::instance_api_secret;
+use k8s_openapi::api::core::v1::{
+    EmptyDirVolumeSource, KeyToPath, PersistentVolumeClaimVolumeSource, SecretVolumeSource, Volume,
+    VolumeMount,
+};
+
+use crate::cluster::resources::meta::cluster_name;
+use crate::cluster::resources::secrets::{PASSWORD_KEY, auth_secret_name};
+
+/// Shared by both containers: the `cnredis` binary, and the instance manager's run directory.
+pub const CONTROLLER_VOLUME: &str = "controller";
+pub const CONTROLLER_DIR: &str = "/controller";
+pub const DATA_DIR: &str = "/data";
+pub const RUN_DIR: &str = "/controller/run";
+pub const AUTH_DIR: &str = "/etc/cnredis/auth";
+pub const INSTANCE_API_TLS_DIR: &str = "/etc/cnredis/instance-api";
+pub const SERVER_TLS_DIR: &str = "/etc/cnredis/tls";
+
+/// Owner and group may read, nobody else: the files hold a password or a private key, and the pod's
+/// fsGroup makes the group the server's.
+const SECRET_MODE: i32 = 0o440;
+
+/// A volume and where the `server` container mounts it.
+#[derive(Clone, Debug)]
+pub struct PodVolume {
+    pub volume: Volume,
+    pub mount_path: &'static str,
+    pub read_only: bool,
+}
+
+impl PodVolume {
+    pub fn mount(&self) -> VolumeMount {
+        VolumeMount {
+            name: self.volume.name.clone(),
+            mount_path: self.mount_path.to_string(),
+            read_only: self.read_only.then_some(true),
+            ..VolumeMount::default()
+        }
+    }
+}
+
+/// Every volume of the pod `pod_name`, in a fixed order.
+pub fn pod_volumes(cluster: &RedisCluster, pod_name: &str) -> Vec<PodVolume> {
+    let mut volumes = vec![
+        writable(empty_dir(CONTROLLER_VOLUME), CONTROLLER_DIR),
+        writable(
+            Volume {
+                name: "data".to_string(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: pod_name.to_string(),
+                    read_only: None,
+                }),
+                ..Volume::default()
+            },
+            DATA_DIR,
+        ),
+        // The root filesystem is read-only; the server and its tools may still want a scratch directory.
+        writable(empty_dir("tmp"), "/tmp"),
+    ];
+    if cluster.spec.auth.enabled {
+        let items = vec![KeyToPath {
+            key: PASSWORD_KEY.to_string(),
+            path: PASSWORD_KEY.to_string(),
+            mode: None,
+        }];
+        volumes.push(read_only(
+            secret("auth", auth_secret_name(cluster), Some(items)),
+            AUTH_DIR,
+        ));
+    }
+    volumes.push(read_only(
+        secret("instance-api", instance_api_secret(cluster_name(cluster)), None),
+        INSTANCE_API_TLS_DIR,
+    ));
+    if let Some(tls) = &cluster.spec.tls {
+        volumes.push(read_only(
+            secret("server-tls", tls.secret_name.clone(), None),
+            SERVER_TLS_DIR,
+        ));
+    }
+    volumes
+}
+
+fn writable(volume: Volume, mount_path: &'static str) -> PodVolume {
+    PodVolume {
+        volume,
+        mount_path,
+        read_only: false,
+    }
+}
+
+fn read_only(volume: Volume, mount_path: &'static str) -> PodVolume {
+    PodVolume {
+        volume,
+        mount_path,
+        read_only: true,
+    }
+}
+
+fn empty_dir(name: &str) -> Volume {
+    Volume {
+        name: name.to_string(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }
+}
+
+fn secret(name: &str, secret_name: String, items: Option<Vec<KeyToPath>>) -> Volume {
+    Volume {
+        name: name.to_string(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret_name),
+            items,
+            default_mode: Some(SECRET_MODE),
+            optional: None,
+        }),
+        ..Volume::default()
+    }
+}

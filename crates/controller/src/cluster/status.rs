@@ -1,0 +1,202 @@
+//! The RedisCluster status: primary names and serials (written before pods boot with them), then per
+//! instance figures, counts, phase and conditions after each reconcile.
+
+use cnredis_api::RedisCluster;
+use cnredis_api::cluster::{InstanceStatus, condition};
+use cnredis_instance_client::wire::Role;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use super::observe::World;
+use super::plan::{Observed, Plan};
+
+/// Records the target/current primary and the latest serial.
+pub async fn patch_primary(client: &Client, cluster: &RedisCluster, plan: &Plan) -> Result<(), kube::Error> {
+    let api: Api<RedisCluster> = Api::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
+    let previous = cluster.status.as_ref().and_then(|s| s.current_primary.clone());
+    let mut status = json!({
+        "targetPrimary": plan.target_primary,
+        "currentPrimary": plan.current_primary,
+        "latestGeneratedSerial": plan.latest_serial,
+    });
+    if plan.current_primary != previous {
+        status["currentPrimaryTimestamp"] = json!(jiff::Timestamp::now());
+    }
+    api.patch_status(
+        &cluster.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": status})),
+    )
+    .await?;
+    Ok(())
+}
+
+/// One instance's entry in `status.instancesStatus`.
+pub fn instance_status(instance: &Observed, node: Option<String>) -> InstanceStatus {
+    let Some(report) = instance.report.as_ref().filter(|r| r.answered) else {
+        let message = match &instance.pod {
+            None => "no pod".to_string(),
+            Some(pod) if pod.terminating => "pod is terminating".to_string(),
+            Some(_) => "instance manager not answering".to_string(),
+        };
+        return InstanceStatus {
+            name: instance.name.clone(),
+            role: "unknown".to_string(),
+            node,
+            message: Some(message),
+            ..InstanceStatus::default()
+        };
+    };
+    let replication = &report.replication;
+    let message = if report.empty_after_restart {
+        Some("restarted with an empty dataset while the cluster records data".to_string())
+    } else if !report.fence_reasons.is_empty() {
+        Some(format!("fenced: {}", report.fence_reasons.join(", ")))
+    } else {
+        report.last_error.clone()
+    };
+    InstanceStatus {
+        name: instance.name.clone(),
+        role: match report.role {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+            Role::Unknown => "unknown",
+        }
+        .to_string(),
+        ready: report.ready,
+        fenced: report.fenced,
+        node,
+        replication_id: Some(replication.replication_id.clone()),
+        replication_offset: Some(replication.offset),
+        lag_bytes: replication.lag_bytes,
+        keys: Some(report.dataset.keys as i64),
+        lag_seconds: replication.lag_seconds,
+        link: replication.link.clone(),
+        message,
+    }
+}
+
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    old: &[Condition],
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    // The transition time moves only when the status does.
+    let since = old
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(jiff::Timestamp::now()));
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
+/// Writes everything the reconcile learnt.
+pub async fn write(
+    client: &Client,
+    cluster: &RedisCluster,
+    plan: &Plan,
+    world: &World,
+) -> Result<(), kube::Error> {
+    let api: Api<RedisCluster> = Api::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
+    let old = cluster.status.clone().unwrap_or_default();
+    let generation = cluster.metadata.generation;
+    let instances: Vec<InstanceStatus> = world
+        .instances
+        .iter()
+        .map(|i| {
+            let node = world
+                .pods
+                .get(&i.name)
+                .and_then(|p| p.spec.as_ref()?.node_name.clone());
+            instance_status(i, node)
+        })
+        .collect();
+    let ready = instances.iter().filter(|i| i.ready).count() as i32;
+    let primary = plan
+        .current_primary
+        .as_deref()
+        .and_then(|p| instances.iter().find(|i| i.name == p));
+    let primary_ok = primary.is_some_and(|p| p.role == "primary" && p.ready && !p.fenced);
+    let replicas: Vec<&InstanceStatus> = instances
+        .iter()
+        .filter(|i| Some(i.name.as_str()) != plan.current_primary.as_deref())
+        .collect();
+    let replication_ok = replicas
+        .iter()
+        .all(|r| r.role == "replica" && r.link.as_deref() == Some("up"));
+    let conditions = vec![
+        condition(
+            condition::READY,
+            plan.healthy,
+            if plan.healthy {
+                "ClusterReady"
+            } else {
+                "Reconciling"
+            },
+            &plan.phase_reason,
+            generation,
+            &old.conditions,
+        ),
+        condition(
+            condition::PRIMARY_AVAILABLE,
+            primary_ok,
+            if primary_ok { "PrimaryServing" } else { "NoPrimary" },
+            &match (&plan.current_primary, primary_ok) {
+                (Some(p), true) => format!("{p} accepts writes"),
+                (Some(p), false) => format!("{p} is not serving writes"),
+                (None, _) => "no primary yet".to_string(),
+            },
+            generation,
+            &old.conditions,
+        ),
+        condition(
+            condition::REPLICATION_HEALTHY,
+            replication_ok,
+            if replication_ok {
+                "ReplicasStreaming"
+            } else {
+                "ReplicaNotStreaming"
+            },
+            &format!(
+                "{} of {} replicas linked",
+                replicas
+                    .iter()
+                    .filter(|r| r.link.as_deref() == Some("up"))
+                    .count(),
+                replicas.len()
+            ),
+            generation,
+            &old.conditions,
+        ),
+    ];
+    let status = json!({
+        "phase": plan.phase,
+        "phaseReason": plan.phase_reason,
+        "instances": instances.len(),
+        "readyInstances": ready,
+        "instancesStatus": instances,
+        "conditions": conditions,
+        "image": cluster.spec.image_name,
+        "observedGeneration": generation,
+    });
+    api.patch_status(
+        &cluster.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": status})),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! The controller's metrics (`/metrics` on port 8080): reconciles, their duration and errors by kind,
+//! and instances by state.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::cluster::observe::World;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    namespace: String,
+    cluster: String,
+    state: String,
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    reconciles: Counter,
+    errors: Family<ErrorLabels, Counter>,
+    duration: Histogram,
+    instances: Family<InstanceLabels, Gauge>,
+    /// Serialises rendering with updates of the instance gauges.
+    lock: Arc<Mutex<()>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("cnredis");
+        let reconciles = Counter::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let duration = Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
+        let instances = Family::<InstanceLabels, Gauge>::default();
+        registry.register("reconciles", "RedisCluster reconciles", reconciles.clone());
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by error kind",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of a reconcile",
+            duration.clone(),
+        );
+        registry.register("instances", "Instances by cluster and state", instances.clone());
+        Self {
+            registry: Arc::new(registry),
+            reconciles,
+            errors,
+            duration,
+            instances,
+            lock: Arc::default(),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn reconciled(&self, took: Duration, error: Option<&'static str>) {
+        self.reconciles.inc();
+        self.duration.observe(took.as_secs_f64());
+        if let Some(kind) = error {
+            self.errors
+                .get_or_create(&ErrorLabels {
+                    kind: kind.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    pub fn observe_instances(&self, namespace: &str, cluster: &str, world: &World) {
+        let _guard = self.lock.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut counts =
+            std::collections::BTreeMap::from([("ready", 0), ("not_ready", 0), ("unreachable", 0)]);
+        for instance in &world.instances {
+            let state = match &instance.report {
+                Some(report) if report.ready => "ready",
+                Some(_) => "not_ready",
+                None => "unreachable",
+            };
+            *counts.entry(state).or_default() += 1;
+        }
+        for (state, count) in counts {
+            let labels = InstanceLabels {
+                namespace: namespace.to_string(),
+                cluster: cluster.to_string(),
+                state: state.to_string(),
+            };
+            self.instances.get_or_create(&labels).set(count);
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let _guard = self.lock.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("encoding to a String");
+        text
+    }
+}

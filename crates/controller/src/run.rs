@@ -1,0 +1,172 @@
+//! `cnredis controller`: health and metrics, leader election, the operator's credentials, and the
+//! RedisCluster controller over every watched namespace.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::get;
+use cnredis_api::RedisCluster;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+
+use crate::cluster::observe::POLL_TIMEOUT;
+use crate::cluster::reconcile::{ReconcileError, reconcile};
+use crate::context::Context;
+use crate::metrics::Metrics;
+
+/// The APIs one controller watches, in one namespace or all.
+struct Scoped {
+    clusters: Api<RedisCluster>,
+    pods: Api<Pod>,
+    pvcs: Api<PersistentVolumeClaim>,
+    services: Api<Service>,
+    secrets: Api<Secret>,
+}
+
+pub struct ControllerOptions {
+    /// Namespaces to watch; empty means all.
+    pub watch_namespaces: Vec<String>,
+    pub metrics_addr: SocketAddr,
+    pub leader_elect: bool,
+    pub operator_image: String,
+    /// Namespace of the operator (its CA Secret and leader Lease live there).
+    pub namespace: String,
+    /// Name of this operator pod (the leader identity and the events' reporter).
+    pub pod_name: String,
+}
+
+fn error_policy(cluster: Arc<RedisCluster>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    tracing::warn!(cluster = %cluster.name_any(), namespace = ?cluster.namespace(), %error, "reconcile failed");
+    let ctx = ctx.clone();
+    let message = error.to_string();
+    let reason = error.kind();
+    tokio::spawn(async move {
+        let event_type = kube::runtime::events::EventType::Warning;
+        crate::cluster::reconcile::publish(&ctx, &cluster, event_type, reason, "Reconcile", &message).await;
+    });
+    Action::requeue(Duration::from_secs(5))
+}
+
+pub async fn run(options: ControllerOptions) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let metrics = Metrics::default();
+    let leading = Arc::new(AtomicBool::new(false));
+    tokio::spawn(serve_health(
+        options.metrics_addr,
+        metrics.clone(),
+        leading.clone(),
+    ));
+
+    if options.leader_elect {
+        crate::leader::lead(client.clone(), &options.namespace, options.pod_name.clone()).await;
+    }
+    leading.store(true, Ordering::SeqCst);
+
+    let ca = crate::credentials::load_or_create_ca(&client, &options.namespace).await?;
+    let operator_cert = ca.issue_operator_client(crate::credentials::CERTIFICATE_VALIDITY)?;
+    let tls = cnredis_pki::client_config(ca.cert_pem(), &operator_cert.cert_pem, &operator_cert.key_pem)?;
+    let instance_api = cnredis_instance_client::InstanceClient::new(tls, POLL_TIMEOUT)?;
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "cnredis".to_string(),
+            instance: Some(options.pod_name.clone()),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        operator_image: options.operator_image.clone(),
+        ca,
+        instance_api,
+        metrics,
+        recorder,
+    });
+
+    let namespaces: Vec<Option<String>> = if options.watch_namespaces.is_empty() {
+        vec![None]
+    } else {
+        options.watch_namespaces.iter().cloned().map(Some).collect()
+    };
+    tracing::info!(?namespaces, image = %options.operator_image, "controller starting");
+    let controllers = namespaces.into_iter().map(|namespace| {
+        let scoped = |client: Client| -> Scoped {
+            match &namespace {
+                Some(ns) => Scoped {
+                    clusters: Api::namespaced(client.clone(), ns),
+                    pods: Api::namespaced(client.clone(), ns),
+                    pvcs: Api::namespaced(client.clone(), ns),
+                    services: Api::namespaced(client.clone(), ns),
+                    secrets: Api::namespaced(client, ns),
+                },
+                None => Scoped {
+                    clusters: Api::all(client.clone()),
+                    pods: Api::all(client.clone()),
+                    pvcs: Api::all(client.clone()),
+                    services: Api::all(client.clone()),
+                    secrets: Api::all(client),
+                },
+            }
+        };
+        let Scoped {
+            clusters,
+            pods,
+            pvcs,
+            services,
+            secrets,
+        } = scoped(client.clone());
+        let owned = || watcher::Config::default().labels(cnredis_api::names::LABEL_CLUSTER);
+        Controller::new(clusters, watcher::Config::default())
+            .owns(pods, owned())
+            .owns(pvcs, owned())
+            .owns(services, owned())
+            .owns(secrets, owned())
+            .shutdown_on_signal()
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "reconcile");
+                }
+            })
+    });
+    futures::future::join_all(controllers).await;
+    Ok(())
+}
+
+async fn serve_health(addr: SocketAddr, metrics: Metrics, leading: Arc<AtomicBool>) {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let leading = leading.clone();
+                async move {
+                    // A standby replica is healthy but not ready: it does not reconcile.
+                    if leading.load(Ordering::SeqCst) {
+                        (axum::http::StatusCode::OK, "leading")
+                    } else {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "standing by")
+                    }
+                }
+            }),
+        )
+        .route("/metrics", get(move || async move { metrics.render() }));
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            tracing::info!(%addr, "health and metrics listening");
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "health endpoint stopped");
+            }
+        }
+        Err(error) => tracing::error!(%addr, %error, "cannot listen for health and metrics"),
+    }
+}

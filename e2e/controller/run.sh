@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# End-to-end test of the operator on the local cluster (run by `make e2e-controller` inside `make test`,
+# between cluster-up and cluster-down): installs the operator with its Helm chart and checks what a user
+# sees of a RedisCluster: it becomes Ready with one primary and in-sync replicas; a key written through
+# -leader is read from -replica with the -app secret; a deleted replica pod comes back on its volume with
+# its data; a deleted PVC is replaced by a new serial that re-syncs; scaling 3 -> 5 -> 2 never removes
+# the primary; an invalid spec is rejected at admission with its message; the operator restarted while
+# it scales resumes; deleting the RedisCluster removes everything it owns. Prints "N passed, N failed"
+# and the timings it measured.
+set -uo pipefail
+E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$E2E/.." && pwd)
+DIR=${CNREDIS_E2E_DIR:-/var/tmp/cnredis-e2e}
+export KUBECONFIG=$DIR/admin.kubeconfig
+KUBECTL=${KUBECTL:-$(ls -d "${CNREDIS_CACHE:-$HOME/.cache/cnredis}"/kube-v1.35.*/bin/kubectl | sort -V | tail -1)}
+HELM=${HELM:-$("$ROOT/hack/install-helm.sh" | tail -1)}
+NS=e2e-operator
+C=e2e
+passed=0 failed=0
+
+k() { "$KUBECTL" -n "$NS" "$@"; }
+ok() { echo "ok: $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+
+# wait_until DESCRIPTION TIMEOUT_S CMD...: polls CMD until it succeeds; on timeout prints its last output.
+wait_until() {
+  local what=$1 timeout=$2; shift 2
+  local deadline=$((SECONDS + timeout)) out
+  while true; do
+    if out=$("$@" 2>&1); then ok "$what (after $((SECONDS + timeout - deadline))s)"; return 0; fi
+    if ((SECONDS >= deadline)); then fail "$what: not within ${timeout}s; last saw: ${out:0:800}"; return 1; fi
+    sleep 1
+  done
+}
+
+# cluster_is INSTANCES: the RedisCluster is Ready with INSTANCES ready instances, one primary.
+cluster_is() {
+  local want=$1 ready instances primaries status
+  status=$(k get rcl "$C" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.readyInstances} {.status.instances}')
+  read -r ready instances total <<<"$status"
+  primaries=$(k get pods -l "cnredis.io/cluster=$C,cnredis.io/role=primary" -o name | wc -l)
+  if [[ $ready == True && $instances == "$want" && $total == "$want" && $primaries == 1 ]]; then return 0; fi
+  echo "Ready=$ready readyInstances=$instances instances=$total primaries=$primaries phase=$(k get rcl "$C" -o jsonpath='{.status.phase}: {.status.phaseReason}')"
+  return 1
+}
+
+primary() { k get rcl "$C" -o jsonpath='{.status.currentPrimary}'; }
+pod_ip() { k get pod "$1" -o jsonpath='{.status.podIP}'; }
+password() { k get secret "$C-app" -o jsonpath='{.data.password}' | base64 -d; }
+
+# client NAME SCRIPT: runs SCRIPT in a client pod with the -app secret at /app and REDISCLI_AUTH set;
+# prints its output; succeeds when the script does.
+client() {
+  local name=$1 script=$2
+  k delete pod "$name" --ignore-not-found --wait=true >/dev/null 2>&1
+  k apply -f - >/dev/null <<EOF || return 1
+apiVersion: v1
+kind: Pod
+metadata: {name: $name}
+spec:
+  restartPolicy: Never
+  containers:
+    - name: client
+      image: cnredis/e2e-client:1
+      command: [sh, -c]
+      args:
+        - |
+          export REDISCLI_AUTH=\$(cat /app/password)
+          retry() { i=0; until "\$@"; do i=\$((i + 1)); [ \$i -ge 30 ] && return 1; sleep 1; done; }
+          $script
+      volumeMounts: [{name: app, mountPath: /app, readOnly: true}]
+  volumes: [{name: app, secret: {secretName: $C-app}}]
+EOF
+  local deadline=$((SECONDS + 90)) phase=""
+  while ((SECONDS < deadline)); do
+    phase=$(k get pod "$name" -o jsonpath='{.status.phase}' 2>/dev/null)
+    [[ $phase == Succeeded || $phase == Failed ]] && break
+    sleep 1
+  done
+  k logs "$name" 2>&1
+  [[ $phase == Succeeded ]]
+}
+
+# has_key IP KEY VALUE: the server at IP returns VALUE for KEY.
+has_key() {
+  client "check-$RANDOM" "retry sh -c '[ \"\$(valkey-cli -h $1 get $2)\" = \"$3\" ]' && echo found $2 on $1"
+}
+
+echo "== operator"
+"$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+if "$HELM" upgrade --install cnredis "$ROOT/helm/cnredis" --namespace cnredis-system --create-namespace \
+  --set image.tag=dev --set logFormat=text --set logLevel=debug --wait --timeout 120s >/dev/null; then
+  ok "helm install: the operator is ready"
+else
+  fail "helm install"
+  "$KUBECTL" -n cnredis-system get pods -o wide
+  "$KUBECTL" -n cnredis-system logs deploy/cnredis --tail=40
+fi
+
+echo "== admission"
+out=$(k apply -f - 2>&1 <<EOF
+apiVersion: redis.cnredis.io/v1
+kind: RedisCluster
+metadata: {name: invalid}
+spec: {instances: 0}
+EOF
+)
+if [[ $out == *"instances must be between 1 and 16"* ]]; then ok "instances: 0 rejected: ${out##*: }"; else fail "instances: 0 not rejected: $out"; fi
+
+echo "== a 3-instance cluster"
+started=$SECONDS
+k apply -f - >/dev/null <<EOF
+apiVersion: redis.cnredis.io/v1
+kind: RedisCluster
+metadata: {name: $C}
+spec:
+  instances: 3
+  storage: {size: 100Mi}
+  persistence: {mode: rdb+aof}
+  stopDelaySeconds: 10
+EOF
+wait_until "3 instances Ready, one primary" 240 cluster_is 3 && echo "timing: apply -> Ready (3 instances): $((SECONDS - started)) s"
+P=$(primary)
+[[ $P == "$C-1" ]] && ok "the first instance is the primary ($P)" || fail "primary is '$P', expected $C-1"
+roles=$(k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.labels.cnredis\.io/role} {end}')
+[[ $roles == "$C-1=primary $C-2=replica $C-3=replica " ]] && ok "role labels: $roles" || fail "role labels: $roles"
+for s in leader replica any; do
+  k get service "$C-$s" >/dev/null 2>&1 && ok "service $C-$s" || fail "service $C-$s missing"
+done
+pdbs=$(k get pdb -l "cnredis.io/cluster=$C" -o name | sort | tr '\n' ' ')
+[[ $pdbs == "poddisruptionbudget.policy/$C-primary poddisruptionbudget.policy/$C-replicas " ]] && ok "PDBs: $pdbs" || fail "PDBs: $pdbs"
+events=$(k get events --field-selector "involvedObject.name=$C" -o jsonpath='{range .items[*]}{.reason} {end}')
+[[ $events == *PrimaryElected* && $events == *InstanceCreated* ]] && ok "events: $events" || fail "events: $events"
+
+echo "== write through -leader, read from -replica"
+if client writer "set -e
+  valkey-cli -h \$(cat /app/host) set e2e:key first
+  retry sh -c '[ \"\$(valkey-cli -h $C-replica get e2e:key)\" = first ]'
+  echo read back from $C-replica"; then ok "write to -leader, read from -replica"; else fail "write/read through services"; fi
+
+echo "== a deleted replica pod comes back on its volume"
+uid=$(k get pod "$C-3" -o jsonpath='{.metadata.uid}')
+k delete pod "$C-3" --wait=false >/dev/null
+recreated() {
+  local now; now=$(k get pod "$C-3" -o jsonpath='{.metadata.uid} {.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)
+  [[ -n $now && $now != "$uid"* && $now == *True ]] || { echo "pod: $now"; return 1; }
+}
+wait_until "$C-3 recreated and ready" 120 recreated
+wait_until "cluster Ready again" 120 cluster_is 3
+has_key "$(pod_ip "$C-3")" e2e:key first && ok "$C-3 kept its data" || fail "$C-3 lost e2e:key"
+
+echo "== a deleted PVC gives a new serial that re-syncs"
+k delete pvc "$C-2" --wait=false >/dev/null
+new_serial() { k get pod "$C-4" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True; }
+wait_until "$C-4 replaces $C-2" 180 new_serial
+wait_until "cluster Ready with 3 instances" 120 cluster_is 3
+k get pod "$C-2" >/dev/null 2>&1 && fail "$C-2 still exists" || ok "$C-2 is gone"
+has_key "$(pod_ip "$C-4")" e2e:key first && ok "$C-4 re-synced the data" || fail "$C-4 has no e2e:key"
+
+echo "== scale 3 -> 5 (the operator restarted midway) -> 2"
+started=$SECONDS
+k patch rcl "$C" --type merge -p '{"spec":{"instances":5}}' >/dev/null
+first_new() { k get pod "$C-5" >/dev/null 2>&1; }
+wait_until "scale-up started" 60 first_new
+"$KUBECTL" -n cnredis-system delete pod -l app.kubernetes.io/name=cnredis --wait=false >/dev/null
+ok "operator pod deleted while scaling"
+wait_until "5 instances Ready" 300 cluster_is 5 && echo "timing: scale 3 -> 5: $((SECONDS - started)) s"
+k patch rcl "$C" --type merge -p '{"spec":{"instances":2}}' >/dev/null
+wait_until "2 instances Ready" 240 cluster_is 2
+remaining=$(k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.metadata.name} {end}')
+[[ $remaining == "$C-1 $C-3 " ]] && ok "scale-down kept the primary and removed the highest serials: $remaining" \
+  || fail "remaining pods: $remaining"
+pvcs=$(k get pvc -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.metadata.name} {end}')
+[[ $pvcs == "$C-1 $C-3 " ]] && ok "their PVCs were deleted (pvcRetentionPolicy Delete): $pvcs" || fail "PVCs: $pvcs"
+has_key "$(pod_ip "$(primary)")" e2e:key first && ok "data intact after scaling" || fail "data lost after scaling"
+
+echo "== deleting the RedisCluster removes what it owns"
+k delete rcl "$C" --wait=true >/dev/null
+nothing_left() {
+  local left; left=$(k get pods,pvc,services,secrets,pdb,serviceaccounts,roles,rolebindings -l "cnredis.io/cluster=$C" -o name 2>&1)
+  [[ -z $left ]] || { echo "$left" | tr '\n' ' '; return 1; }
+}
+wait_until "pods, PVCs, services, secrets, PDBs and RBAC of $C removed" 120 nothing_left
+
+echo
+echo "$passed passed, $failed failed"
+if ((failed > 0)); then
+  echo "--- operator log (tail)"
+  "$KUBECTL" -n cnredis-system logs deploy/cnredis --tail=60 2>&1
+  echo "--- cluster"
+  k get rcl,pods,pvc -o wide 2>&1
+fi
+((failed == 0))
