@@ -111,9 +111,7 @@ async fn run_async(args: InstanceRunArgs) -> anyhow::Result<()> {
     let (source, lease) = match args.cluster_file {
         Some(path) => (ClusterSource::File(path), None),
         None => {
-            let client = kube::Client::try_default()
-                .await
-                .context("connecting to the Kubernetes API")?;
+            let client = crate::kube_client().await?;
             let source = ClusterSource::Kubernetes {
                 client: client.clone(),
                 namespace: args.pod_namespace,

@@ -116,18 +116,30 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(cnredis_controller::run::run(
-        cnredis_controller::run::ControllerOptions {
-            watch_namespaces: args
-                .watch_namespaces
-                .into_iter()
-                .filter(|ns| !ns.is_empty())
-                .collect(),
-            metrics_addr: args.metrics_addr,
-            leader_elect: args.leader_elect,
-            operator_image: args.operator_image,
-            namespace: args.namespace,
-            pod_name: args.pod_name,
-        },
-    ))
+    let options = cnredis_controller::run::ControllerOptions {
+        watch_namespaces: args
+            .watch_namespaces
+            .into_iter()
+            .filter(|ns| !ns.is_empty())
+            .collect(),
+        metrics_addr: args.metrics_addr,
+        leader_elect: args.leader_elect,
+        operator_image: args.operator_image,
+        namespace: args.namespace,
+        pod_name: args.pod_name,
+    };
+    runtime.block_on(async { cnredis_controller::run::run(kube_client().await?, options).await })
+}
+
+/// The Kubernetes client: in a pod, the in-cluster configuration, read directly. Inferring it would look
+/// for a kubeconfig first, under the home directory; for a user without a passwd entry (the operator's
+/// 65532, the engines' 999) a static binary can only ask NSS modules it cannot load, and crashes.
+pub async fn kube_client() -> anyhow::Result<kube::Client> {
+    use anyhow::Context as _;
+    let config = if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        kube::Config::incluster().context("reading the in-cluster configuration")?
+    } else {
+        kube::Config::infer().await.context("finding a kubeconfig")?
+    };
+    kube::Client::try_from(config).context("connecting to the Kubernetes API")
 }

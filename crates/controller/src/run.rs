@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
 use cnredis_api::RedisCluster;
@@ -55,10 +54,7 @@ fn error_policy(cluster: Arc<RedisCluster>, error: &ReconcileError, ctx: Arc<Con
     Action::requeue(Duration::from_secs(5))
 }
 
-pub async fn run(options: ControllerOptions) -> anyhow::Result<()> {
-    let client = Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API")?;
+pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<()> {
     let metrics = Metrics::default();
     let leading = Arc::new(AtomicBool::new(false));
     tokio::spawn(serve_health(
