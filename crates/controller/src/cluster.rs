@@ -5,3 +5,4 @@ pub mod plan;
 pub mod reconcile;
 pub mod resources;
 pub mod status;
+pub mod switchover;

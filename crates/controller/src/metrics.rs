@@ -32,6 +32,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     duration: Histogram,
     instances: Family<InstanceLabels, Gauge>,
+    switchover_unavailability: Histogram,
     /// Serialises rendering with updates of the instance gauges.
     lock: Arc<Mutex<()>>,
 }
@@ -55,12 +56,19 @@ impl Default for Metrics {
             duration.clone(),
         );
         registry.register("instances", "Instances by cluster and state", instances.clone());
+        let switchover_unavailability = Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0]);
+        registry.register(
+            "switchover_write_unavailability_seconds",
+            "Time the primary refused writes during a switchover",
+            switchover_unavailability.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconciles,
             errors,
             duration,
             instances,
+            switchover_unavailability,
             lock: Arc::default(),
         }
     }
@@ -77,6 +85,10 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    pub fn switchover(&self, unavailable: Duration) {
+        self.switchover_unavailability.observe(unavailable.as_secs_f64());
     }
 
     pub fn observe_instances(&self, namespace: &str, cluster: &str, world: &World) {

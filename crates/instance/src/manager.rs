@@ -103,8 +103,8 @@ pub struct State {
     pub server_started: Option<Instant>,
     /// The dataset was loaded from the data directory at the last start.
     pub loaded_from_disk: bool,
-    /// Since the last start the server has held keys or completed a synchronisation: it is not empty,
-    /// even if its keys are deleted later.
+    /// The server is not empty: it started with a dataset, or in a cluster that recorded no data, or it
+    /// has held keys or completed a synchronisation since (deleting its keys later does not make it empty).
     pub had_data: bool,
     /// The operator asked for a fence through the API.
     pub api_fence: bool,

@@ -239,7 +239,9 @@ async fn start_server(manager: &Manager, reaper: &Reaper, binary: &Path) -> anyh
     state.running_config = Some(text);
     state.password = password.clone();
     state.loaded_from_disk = on_disk;
-    state.had_data = on_disk;
+    // A server that starts without a dataset is "empty" only while the cluster records data elsewhere:
+    // the first primary of a new cluster starts empty and is not.
+    state.had_data = on_disk || !desired.cluster_has_data;
     state.server_started = Some(Instant::now());
     state.server_info = None;
     state.observed = None;

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use cnredis_api::cluster::PvcRetentionPolicy;
+use cnredis_api::cluster::{PrimaryUpdateMethod, PrimaryUpdateStrategy, PvcRetentionPolicy};
 use cnredis_api::names::{ROLE_PRIMARY, ROLE_REPLICA, instance_name};
 use cnredis_instance_client::wire::{InstanceReport, Role};
 
@@ -23,6 +23,9 @@ pub struct Observed {
     pub pvc: bool,
     /// The instance API answered; `None` when it did not (or the pod has no IP yet).
     pub report: Option<InstanceReport>,
+    /// The pod runs an older pod spec than the cluster's (or its server reports parameters that need a
+    /// restart): a rolling update restarts it.
+    pub outdated: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,6 +51,8 @@ pub struct Wanted {
     pub pvc_retention: PvcRetentionPolicy,
     /// Pods named in (or `*`) the fencing annotation.
     pub fenced: Vec<String>,
+    pub update_strategy: PrimaryUpdateStrategy,
+    pub update_method: PrimaryUpdateMethod,
 }
 
 /// A deletion the shell executes.
@@ -59,6 +64,13 @@ pub struct Removal {
     pub why: String,
 }
 
+/// A planned change of primary: fence `from`, wait for `to` to catch up, promote `to`, demote `from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switchover {
+    pub from: String,
+    pub to: String,
+}
+
 /// The result of one reconcile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -68,6 +80,8 @@ pub struct Plan {
     /// Serials whose pod (and PVC, when missing) must be created.
     pub create: Vec<u32>,
     pub remove: Vec<Removal>,
+    /// A planned switchover to run (or resume): from the current primary to the named replica.
+    pub switchover: Option<Switchover>,
     /// The `cnredis.io/role` label every existing pod must carry (`None`: no role label).
     pub roles: BTreeMap<String, Option<&'static str>>,
     pub phase: String,
@@ -108,6 +122,7 @@ pub fn plan(wanted: &Wanted, observed: &[Observed]) -> Plan {
             .max(observed.iter().map(|i| i.serial).max().unwrap_or(0)),
         create: Vec::new(),
         remove: Vec::new(),
+        switchover: None,
         roles: BTreeMap::new(),
         phase: String::new(),
         phase_reason: String::new(),
@@ -199,6 +214,18 @@ pub fn plan(wanted: &Wanted, observed: &[Observed]) -> Plan {
 fn steady_state(wanted: &Wanted, observed: &[Observed], plan: &mut Plan) {
     let name = |serial: u32| instance_name(&wanted.cluster, serial);
     let primary = plan.current_primary.clone().unwrap_or_default();
+    // A switchover under way (the status names another target) is driven to its end first.
+    if let Some(target) = plan.target_primary.clone()
+        && target != primary
+    {
+        plan.phase = "Switchover in progress".to_string();
+        plan.phase_reason = format!("promoting {target} in place of {primary}");
+        plan.switchover = Some(Switchover {
+            from: primary,
+            to: target,
+        });
+        return;
+    }
     let removed: Vec<String> = plan.remove.iter().map(|r| r.name.clone()).collect();
     let members: Vec<&Observed> = observed
         .iter()
@@ -265,6 +292,9 @@ fn steady_state(wanted: &Wanted, observed: &[Observed], plan: &mut Plan) {
             return;
         }
     }
+    if count == wanted.instances && all_ready && rolling_update(wanted, &members, plan) {
+        return;
+    }
     plan.healthy = count == wanted.instances && all_ready && plan.remove.is_empty();
     plan.phase = if plan.healthy { "Healthy" } else { "Reconciling" }.to_string();
     plan.phase_reason = if plan.healthy {
@@ -272,6 +302,64 @@ fn steady_state(wanted: &Wanted, observed: &[Observed], plan: &mut Plan) {
     } else {
         "applying changes".to_string()
     };
+}
+
+/// Restarts outdated instances: replicas first, highest serial first, one at a time; the primary last,
+/// by a switchover to the most advanced replica (or in place, or only when the user promotes, as the
+/// spec says). Returns whether it planned a step.
+fn rolling_update(wanted: &Wanted, members: &[&Observed], plan: &mut Plan) -> bool {
+    let primary = plan.current_primary.clone().unwrap_or_default();
+    if let Some(replica) = members
+        .iter()
+        .filter(|i| i.outdated && i.name != primary)
+        .max_by_key(|i| i.serial)
+    {
+        plan.remove.push(Removal {
+            name: replica.name.clone(),
+            delete_pod: true,
+            delete_pvc: false,
+            why: "rolling update: restarting it with the new pod spec".to_string(),
+        });
+        plan.phase = "Upgrading".to_string();
+        plan.phase_reason = format!("restarting replica {} with the new pod spec", replica.name);
+        return true;
+    }
+    let Some(current) = members.iter().find(|i| i.outdated && i.name == primary) else {
+        return false;
+    };
+    plan.phase = "Upgrading".to_string();
+    let best_replica = members
+        .iter()
+        .filter(|i| i.name != primary && is_ready(i))
+        .max_by_key(|i| i.report.as_ref().map(|r| r.replication.offset).unwrap_or(-1));
+    match (wanted.update_strategy, wanted.update_method, best_replica) {
+        (PrimaryUpdateStrategy::Supervised, _, Some(_)) => {
+            plan.phase = "Waiting for the user".to_string();
+            plan.phase_reason = format!(
+                "the primary {primary} runs an old pod spec: promote a replica (kubectl cnredis promote) to finish the update"
+            );
+        }
+        (PrimaryUpdateStrategy::Unsupervised, PrimaryUpdateMethod::Switchover, Some(target)) => {
+            plan.phase_reason = format!(
+                "switching over from {primary} to {} to update the primary",
+                target.name
+            );
+            plan.switchover = Some(Switchover {
+                from: primary,
+                to: target.name.clone(),
+            });
+        }
+        _ => {
+            plan.remove.push(Removal {
+                name: current.name.clone(),
+                delete_pod: true,
+                delete_pvc: false,
+                why: "rolling update: restarting the primary in place".to_string(),
+            });
+            plan.phase_reason = format!("restarting the primary {primary} in place");
+        }
+    }
+    true
 }
 
 #[cfg(test)]

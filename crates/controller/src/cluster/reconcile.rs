@@ -90,7 +90,8 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Context) -> Result<Action
     )
     .await?;
 
-    let world = observe(client, &ctx.instance_api, cluster).await?;
+    let mut world = observe(client, &ctx.instance_api, cluster).await?;
+    mark_outdated(cluster, ctx, &mut world);
     let status = cluster.status.clone().unwrap_or_default();
     let annotation = cluster.annotations().get(ANNOTATION_FENCED_INSTANCES).cloned();
     let fenced = match FencedInstances::parse(annotation.as_deref()) {
@@ -118,6 +119,8 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Context) -> Result<Action
         latest_serial: status.latest_generated_serial.max(0) as u32,
         pvc_retention: cluster.spec.pvc_retention_policy,
         fenced,
+        update_strategy: cluster.spec.primary_update_strategy,
+        update_method: cluster.spec.primary_update_method,
     };
     let plan = plan(&wanted, &world.instances);
 
@@ -143,6 +146,50 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Context) -> Result<Action
         }
     }
     execute(cluster, ctx, &namespace, &plan, &world).await?;
+    if let Some(switchover) = &plan.switchover {
+        let note = format!("switching over from {} to {}", switchover.from, switchover.to);
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "SwitchoverStarted",
+            "Switchover",
+            &note,
+        )
+        .await;
+        match super::switchover::run(ctx, cluster, &world, switchover).await {
+            Ok(unavailable) => {
+                let note = format!(
+                    "{} is the primary; writes were refused for {} ms",
+                    switchover.to,
+                    unavailable.as_millis()
+                );
+                publish(
+                    ctx,
+                    cluster,
+                    EventType::Normal,
+                    "SwitchoverCompleted",
+                    "Switchover",
+                    &note,
+                )
+                .await;
+                ctx.metrics.switchover(unavailable);
+                return Ok(Action::requeue(Duration::from_millis(500)));
+            }
+            Err(error) => {
+                let note = error.to_string();
+                publish(
+                    ctx,
+                    cluster,
+                    EventType::Warning,
+                    "SwitchoverFailed",
+                    "Switchover",
+                    &note,
+                )
+                .await;
+            }
+        }
+    }
     status::write(client, cluster, &plan, &world).await?;
     ctx.metrics.observe_instances(&namespace, &name, &world);
 
@@ -151,6 +198,29 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Context) -> Result<Action
     } else {
         Action::requeue(Duration::from_secs(2))
     })
+}
+
+/// Marks the instances a rolling update must restart: their pod was built from another pod spec, or
+/// their server waits for a restart to take changed parameters.
+fn mark_outdated(cluster: &RedisCluster, ctx: &Context, world: &mut World) {
+    for instance in &mut world.instances {
+        let Some(pod) = &instance.pod else { continue };
+        let desired = resources::desired_pod(&PodInputs {
+            cluster,
+            serial: instance.serial,
+            operator_image: &ctx.operator_image,
+            role: None,
+        });
+        let wanted = desired
+            .annotations()
+            .get(resources::ANNOTATION_POD_SPEC_HASH)
+            .cloned();
+        let pending = instance
+            .report
+            .as_ref()
+            .is_some_and(|r| !r.pending_restart.is_empty());
+        instance.outdated = pod.spec_hash != wanted || pending;
+    }
 }
 
 /// The auth Secret (generated unless the user names one) and the password in it.

@@ -37,6 +37,7 @@ fn instance(serial: u32, role: Role) -> Observed {
         }),
         pvc: true,
         report: Some(report(role, true)),
+        outdated: false,
     }
 }
 
@@ -56,6 +57,16 @@ impl Observed {
         self.pvc = false;
         self
     }
+    fn outdated(mut self) -> Self {
+        self.outdated = true;
+        self
+    }
+    fn offset(mut self, offset: i64) -> Self {
+        if let Some(report) = &mut self.report {
+            report.replication.offset = offset;
+        }
+        self
+    }
     fn fenced(mut self) -> Self {
         if let Some(report) = &mut self.report {
             report.fenced = true;
@@ -73,6 +84,8 @@ fn wanted(instances: u32) -> Wanted {
         latest_serial: 0,
         pvc_retention: PvcRetentionPolicy::Delete,
         fenced: Vec::new(),
+        update_strategy: PrimaryUpdateStrategy::Unsupervised,
+        update_method: PrimaryUpdateMethod::Switchover,
     }
 }
 
@@ -246,4 +259,80 @@ fn during_a_switchover_no_pod_is_labelled_primary() {
     wanted.target_primary = Some("c-2".to_string());
     let plan = plan(&wanted, &steady(&[1, 2]));
     assert_eq!(plan.roles["c-1"], None);
+}
+
+#[test]
+fn a_rolling_update_restarts_replicas_highest_serial_first_and_one_at_a_time() {
+    let observed: Vec<Observed> = steady(&[1, 2, 3]).into_iter().map(Observed::outdated).collect();
+    let first = plan(&wanted(3), &observed);
+    assert_eq!(first.remove.len(), 1);
+    assert_eq!(first.remove[0].name, "c-3");
+    assert!(!first.remove[0].delete_pvc, "a rolling update keeps the data");
+    assert_eq!(first.phase, "Upgrading");
+
+    // c-3 restarted and syncing: nothing else moves.
+    let mut syncing = observed.clone();
+    syncing[2] = instance(3, Role::Replica).not_ready();
+    assert!(plan(&wanted(3), &syncing).remove.is_empty());
+
+    let mut next = observed;
+    next[2] = instance(3, Role::Replica);
+    assert_eq!(plan(&wanted(3), &next).remove[0].name, "c-2");
+}
+
+#[test]
+fn the_primary_is_updated_last_by_a_switchover_to_the_most_advanced_replica() {
+    let observed = vec![
+        instance(1, Role::Primary).outdated().offset(500),
+        instance(2, Role::Replica).offset(480),
+        instance(3, Role::Replica).offset(500),
+    ];
+    let plan = plan(&wanted(3), &observed);
+    assert!(
+        plan.remove.is_empty(),
+        "the primary is never deleted while a switchover is possible"
+    );
+    assert_eq!(
+        plan.switchover,
+        Some(Switchover {
+            from: "c-1".to_string(),
+            to: "c-3".to_string()
+        })
+    );
+}
+
+#[test]
+fn a_supervised_update_waits_for_the_user_to_promote() {
+    let mut wanted = wanted(2);
+    wanted.update_strategy = PrimaryUpdateStrategy::Supervised;
+    let observed = vec![instance(1, Role::Primary).outdated(), instance(2, Role::Replica)];
+    let plan = plan(&wanted, &observed);
+    assert!(plan.switchover.is_none() && plan.remove.is_empty());
+    assert_eq!(plan.phase, "Waiting for the user");
+}
+
+#[test]
+fn the_restart_method_or_a_single_instance_restarts_the_primary_in_place() {
+    let mut restart = wanted(2);
+    restart.update_method = PrimaryUpdateMethod::Restart;
+    let observed = vec![instance(1, Role::Primary).outdated(), instance(2, Role::Replica)];
+    assert_eq!(plan(&restart, &observed).remove[0].name, "c-1");
+    let single = plan(&wanted(1), &[instance(1, Role::Primary).outdated()]);
+    assert_eq!(single.remove[0].name, "c-1");
+    assert!(!single.remove[0].delete_pvc);
+}
+
+#[test]
+fn a_switchover_in_progress_is_resumed_before_anything_else() {
+    let mut wanted = wanted(3);
+    wanted.target_primary = Some("c-2".to_string());
+    let plan = plan(&wanted, &steady(&[1, 2]));
+    assert_eq!(
+        plan.switchover,
+        Some(Switchover {
+            from: "c-1".to_string(),
+            to: "c-2".to_string()
+        })
+    );
+    assert!(plan.create.is_empty(), "no scaling during a switchover");
 }

@@ -1,0 +1,196 @@
+//! A planned switchover, run to its end inside one reconcile (and resumed by the next one if the operator
+//! stops half-way, since every step is idempotent and its progress is in the status): fence the primary
+//! (writes stop), wait for the target to reach the primary's replication offset, name it targetPrimary,
+//! hand it the primary lease, promote it, demote the old primary to follow it, name it currentPrimary, and
+//! lift the old primary's fence. No acknowledged write is lost: the primary accepts none from the fence on.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use cnredis_api::RedisCluster;
+use cnredis_api::names::{INSTANCE_API_PORT, REDIS_PORT, primary_lease};
+use cnredis_instance_client::Target;
+use cnredis_instance_client::wire::{DemoteRequest, Role};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::observe::World;
+use super::plan::Switchover;
+use crate::context::Context;
+
+/// How long the target may take to catch up with the fenced primary before the switchover is abandoned
+/// (and the primary unfenced).
+const CATCH_UP: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchoverError {
+    #[error("{0} has no pod IP")]
+    NoAddress(String),
+    #[error("instance API of {pod}: {source}")]
+    Instance {
+        pod: String,
+        source: cnredis_instance_client::ClientError,
+    },
+    #[error(
+        "{to} did not catch up with {from} within {within:?} (offsets {to_offset} < {from_offset}); switchover abandoned"
+    )]
+    CatchUp {
+        from: String,
+        to: String,
+        within: Duration,
+        from_offset: i64,
+        to_offset: i64,
+    },
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+}
+
+fn target(world: &World, cluster: &RedisCluster, pod: &str) -> Result<(Target, String), SwitchoverError> {
+    let ip = world
+        .pods
+        .get(pod)
+        .and_then(|p| p.status.as_ref()?.pod_ip.clone())
+        .ok_or_else(|| SwitchoverError::NoAddress(pod.to_string()))?;
+    let address: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| SwitchoverError::NoAddress(pod.to_string()))?;
+    let server_name =
+        cnredis_pki::instance_api_server_name(&cluster.name_any(), &cluster.namespace().unwrap_or_default());
+    Ok((
+        Target {
+            server_name,
+            address: SocketAddr::new(address, INSTANCE_API_PORT),
+        },
+        ip,
+    ))
+}
+
+/// Runs (or resumes) `switchover`; returns how long writes were refused.
+pub async fn run(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    world: &World,
+    switchover: &Switchover,
+) -> Result<Duration, SwitchoverError> {
+    let api = &ctx.instance_api;
+    let Switchover { from, to } = switchover;
+    let call = |pod: &str| {
+        let pod = pod.to_string();
+        move |source| SwitchoverError::Instance { pod, source }
+    };
+    let (to_target, to_ip) = target(world, cluster, to)?;
+    // The old primary may be gone (its pod deleted): then there is nothing to fence or demote.
+    let from_target = target(world, cluster, from).ok().map(|(t, _)| t);
+    let status = cluster.status.clone().unwrap_or_default();
+    let fenced_at = Instant::now();
+
+    if status.target_primary.as_deref() != Some(to.as_str()) {
+        if let Some(from_target) = &from_target {
+            api.fence(from_target).await.map_err(call(from))?;
+            // `-leader` loses its endpoint until the new primary is labelled.
+            set_role(ctx, cluster, from, None).await?;
+            let from_offset = api
+                .status(from_target)
+                .await
+                .map_err(call(from))?
+                .replication
+                .offset;
+            let deadline = Instant::now() + CATCH_UP;
+            loop {
+                let to_offset = api.status(&to_target).await.map_err(call(to))?.replication.offset;
+                if to_offset >= from_offset {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    let _ = api.unfence(from_target).await;
+                    return Err(SwitchoverError::CatchUp {
+                        from: from.clone(),
+                        to: to.clone(),
+                        within: CATCH_UP,
+                        from_offset,
+                        to_offset,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        patch_status(ctx, cluster, json!({"targetPrimary": to})).await?;
+    }
+
+    hand_over_lease(ctx, cluster, to).await?;
+    let promoted = api.promote(&to_target).await.map_err(call(to))?;
+    debug_assert_eq!(promoted.role, Role::Primary);
+    let unavailable = fenced_at.elapsed();
+    if let Some(from_target) = &from_target {
+        let request = DemoteRequest {
+            primary_host: to_ip,
+            primary_port: REDIS_PORT,
+        };
+        api.demote(from_target, &request).await.map_err(call(from))?;
+    }
+    patch_status(
+        ctx,
+        cluster,
+        json!({"currentPrimary": to, "currentPrimaryTimestamp": jiff::Timestamp::now()}),
+    )
+    .await?;
+    set_role(ctx, cluster, to, Some(cnredis_api::names::ROLE_PRIMARY)).await?;
+    if let Some(from_target) = &from_target {
+        set_role(ctx, cluster, from, Some(cnredis_api::names::ROLE_REPLICA)).await?;
+        // The old primary is a replica now; its fence was the operator's request.
+        api.unfence(from_target).await.map_err(call(from))?;
+    }
+    Ok(unavailable)
+}
+
+async fn patch_status(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    status: serde_json::Value,
+) -> Result<(), kube::Error> {
+    let api: Api<RedisCluster> =
+        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    api.patch_status(
+        &cluster.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The new primary takes the lease: the old holder can no longer renew it and fences itself.
+async fn hand_over_lease(ctx: &Context, cluster: &RedisCluster, to: &str) -> Result<(), kube::Error> {
+    let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let name = primary_lease(&cluster.name_any());
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let patch = json!({"spec": {"holderIdentity": to, "renewTime": now, "acquireTime": now}});
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // No lease yet: the new primary creates it when promoted.
+        Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Sets (or removes) a pod's role label at once, so that `-leader` follows the switchover step by step.
+async fn set_role(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    pod: &str,
+    role: Option<&str>,
+) -> Result<(), kube::Error> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let patch = json!({"metadata": {"labels": {cnredis_api::names::LABEL_ROLE: role}}});
+    api.patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
