@@ -90,7 +90,7 @@ has_key() {
 echo "== operator"
 "$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 if "$HELM" upgrade --install cnredis "$ROOT/helm/cnredis" --namespace cnredis-system --create-namespace \
-  --set image.tag=dev --set logFormat=text --set logLevel=debug --wait --timeout 120s >/dev/null; then
+  --set image.tag=dev --set logFormat=text --wait --timeout 120s >/dev/null; then
   ok "helm install: the operator is ready"
 else
   fail "helm install"
@@ -132,6 +132,8 @@ pdbs=$(k get pdb -l "cnredis.io/cluster=$C" -o name | sort | tr '\n' ' ')
 [[ $pdbs == "poddisruptionbudget.policy/$C-primary poddisruptionbudget.policy/$C-replicas " ]] && ok "PDBs: $pdbs" || fail "PDBs: $pdbs"
 events=$(k get events --field-selector "involvedObject.name=$C" -o jsonpath='{range .items[*]}{.reason} {end}')
 [[ $events == *PrimaryElected* && $events == *InstanceCreated* ]] && ok "events: $events" || fail "events: $events"
+issued=$(k get events --field-selector "involvedObject.name=$C,reason=CertificateIssued" -o jsonpath='{range .items[*]}{.series.count}{end}')
+[[ -z $issued ]] && ok "the instance API certificate was issued once" || fail "certificate issued $issued times"
 
 echo "== write through -leader, read from -replica"
 if client writer "set -e
@@ -193,12 +195,11 @@ client stopper "valkey-cli -h \$(cat /app/host) set e2e:stop 1" >/dev/null || fa
 if wait "$writer"; then ok "no acknowledged write lost: $(tail -1 /tmp/e2e-writer.log)"; else fail "writer: $(tail -3 /tmp/e2e-writer.log)"; fi
 echo "timing: write unavailability during the rolling update: $(grep -o 'longest_gap_ms=[0-9]*' /tmp/e2e-writer.log)"
 order=$(k get events --field-selector "involvedObject.name=$C" --sort-by=.metadata.creationTimestamp \
-  -o jsonpath='{range .items[*]}{.reason}:{.note}{"\n"}{end}' | grep -E 'rolling update|Switchover' | sed 's/ with the new pod spec//')
+  -o jsonpath='{range .items[*]}{.reason}:{.message}{"\n"}{end}' | grep -E '^(InstanceRestarted|Switchover)' | sed 's/ with the new pod spec//')
 echo "$order" | sed 's/^/  event: /'
-expected_prefix="InstanceRemoved:removed instance"
 first_two=$(echo "$order" | head -2 | cut -d' ' -f3 | tr -d ':' | tr '\n' ' ')
 switch_line=$(echo "$order" | grep -n SwitchoverCompleted | head -1 | cut -d: -f1)
-last_removed=$(echo "$order" | grep -n "InstanceRemoved" | tail -1 | cut -d: -f1)
+last_removed=$(echo "$order" | grep -n "InstanceRestarted" | tail -1 | cut -d: -f1)
 if [[ -n $switch_line && -n $last_removed && $last_removed -gt $switch_line && $first_two != *"$before"* ]]; then
   ok "order: replicas first ($first_two), then the switchover, then the old primary"
 else

@@ -230,7 +230,16 @@ async fn ensure_credentials(
     namespace: &str,
 ) -> Result<Option<String>, ReconcileError> {
     if let Some(issued) = credentials::instance_api_certificate(&ctx.client, &ctx.ca, cluster).await? {
-        let secret = resources::desired_instance_api_secret(cluster, ctx.ca.cert_pem(), &issued);
+        let mut secret = resources::desired_instance_api_secret(cluster, ctx.ca.cert_pem(), &issued);
+        // When it expires, so that the next reconciles keep it rather than issue another.
+        let not_after = jiff::Timestamp::try_from(issued.not_after)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        secret
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(credentials::NOT_AFTER.to_string(), not_after);
         apply(&ctx.client, namespace, &secret).await?;
         let note = "issued the instance API certificate";
         publish(
@@ -306,12 +315,14 @@ async fn execute(
             operator_image: &ctx.operator_image,
             role,
         });
-        pods.patch(&pod_name, &apply_params(), &Patch::Apply(&pod))
+        let created = pods
+            .patch(&pod_name, &apply_params(), &Patch::Apply(&pod))
             .await?;
         let note = format!("created instance {pod_name}");
-        publish(
+        publish_about(
             ctx,
             cluster,
+            Some(&created),
             EventType::Normal,
             "InstanceCreated",
             "Create",
@@ -320,6 +331,7 @@ async fn execute(
         .await;
     }
     for removal in &plan.remove {
+        let pod = world.pods.get(&removal.name);
         if removal.delete_pod {
             delete_ignoring_absent(&pods, &removal.name).await?;
         }
@@ -327,15 +339,12 @@ async fn execute(
             delete_ignoring_absent(&pvcs, &removal.name).await?;
         }
         let note = format!("removed instance {}: {}", removal.name, removal.why);
-        publish(
-            ctx,
-            cluster,
-            EventType::Normal,
-            "InstanceRemoved",
-            "Delete",
-            &note,
-        )
-        .await;
+        let reason = if removal.delete_pvc || !removal.why.starts_with("rolling update") {
+            "InstanceRemoved"
+        } else {
+            "InstanceRestarted"
+        };
+        publish_about(ctx, cluster, pod, EventType::Normal, reason, "Delete", &note).await;
     }
     // Role labels decide the -leader and -replica endpoints.
     for (pod_name, role) in &plan.roles {
@@ -346,9 +355,15 @@ async fn execute(
             continue;
         }
         let patch = json!({"metadata": {"labels": {LABEL_ROLE: role}}});
-        pods.patch(pod_name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        tracing::info!(pod = %pod_name, ?role, "role label");
+        match pods
+            .patch(pod_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => tracing::info!(pod = %pod_name, ?role, "role label"),
+            // Deleted since it was observed: the next reconcile sees it gone.
+            Err(kube::Error::Api(response)) if response.code == 404 => {}
+            Err(error) => return Err(error.into()),
+        }
     }
     Ok(())
 }
@@ -408,12 +423,26 @@ pub async fn publish(
     action: &str,
     note: &str,
 ) {
+    publish_about(ctx, cluster, None, type_, reason, action, note).await
+}
+
+/// An Event on the cluster about one of its pods: the pod is the related object, so that events about
+/// different pods are not folded into one series.
+pub async fn publish_about(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    pod: Option<&Pod>,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
     let event = Event {
         type_,
         reason: reason.to_string(),
         note: Some(note.to_string()),
         action: action.to_string(),
-        secondary: None,
+        secondary: pod.map(|pod| pod.object_ref(&())),
     };
     if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
         tracing::warn!(%error, reason, "cannot publish an event");
