@@ -141,16 +141,17 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
 async fn serve_health(addr: SocketAddr, metrics: Metrics, leading: Arc<AtomicBool>) {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        // Ready as soon as it runs, leading or standing by: a standby that is not ready would block a
+        // Deployment rollout forever, since it cannot lead before the old pod is gone.
         .route(
             "/readyz",
             get(move || {
                 let leading = leading.clone();
                 async move {
-                    // A standby replica is healthy but not ready: it does not reconcile.
                     if leading.load(Ordering::SeqCst) {
-                        (axum::http::StatusCode::OK, "leading")
+                        "leading"
                     } else {
-                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "standing by")
+                        "standing by"
                     }
                 }
             }),

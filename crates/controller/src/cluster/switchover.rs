@@ -87,36 +87,38 @@ pub async fn run(
     let status = cluster.status.clone().unwrap_or_default();
     let fenced_at = Instant::now();
 
-    if status.target_primary.as_deref() != Some(to.as_str()) {
-        if let Some(from_target) = &from_target {
-            api.fence(from_target).await.map_err(call(from))?;
-            // `-leader` loses its endpoint until the new primary is labelled.
-            set_role(ctx, cluster, from, None).await?;
-            let from_offset = api
-                .status(from_target)
-                .await
-                .map_err(call(from))?
-                .replication
-                .offset;
-            let deadline = Instant::now() + CATCH_UP;
-            loop {
-                let to_offset = api.status(&to_target).await.map_err(call(to))?.replication.offset;
-                if to_offset >= from_offset {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    let _ = api.unfence(from_target).await;
-                    return Err(SwitchoverError::CatchUp {
-                        from: from.clone(),
-                        to: to.clone(),
-                        within: CATCH_UP,
-                        from_offset,
-                        to_offset,
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+    // Fencing and catching up are repeated on a resumed switchover (or one a user asked for by setting
+    // targetPrimary): both are idempotent, and promoting is only safe after them.
+    if let Some(from_target) = &from_target
+        && status.current_primary.as_deref() == Some(from.as_str())
+    {
+        api.fence(from_target).await.map_err(call(from))?;
+        // `-leader` loses its endpoint until the new primary is labelled.
+        set_role(ctx, cluster, from, None).await?;
+        let from_offset = api.status(from_target).await.map_err(call(from))?.replication.offset;
+        let deadline = Instant::now() + CATCH_UP;
+        loop {
+            let to_offset = api.status(&to_target).await.map_err(call(to))?.replication.offset;
+            if to_offset >= from_offset {
+                break;
             }
+            if Instant::now() >= deadline {
+                let _ = api.unfence(from_target).await;
+                // Abandoned: the old primary stays the target, so no later reconcile retries blindly.
+                patch_status(ctx, cluster, json!({"targetPrimary": from})).await?;
+                set_role(ctx, cluster, from, Some(cnredis_api::names::ROLE_PRIMARY)).await?;
+                return Err(SwitchoverError::CatchUp {
+                    from: from.clone(),
+                    to: to.clone(),
+                    within: CATCH_UP,
+                    from_offset,
+                    to_offset,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+    if status.target_primary.as_deref() != Some(to.as_str()) {
         patch_status(ctx, cluster, json!({"targetPrimary": to})).await?;
     }
 
