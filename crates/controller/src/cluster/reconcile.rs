@@ -174,6 +174,13 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Context) -> Result<Action
                 )
                 .await;
                 ctx.metrics.switchover(unavailable);
+                tracing::info!(
+                    cluster = %name,
+                    from = %switchover.from,
+                    to = %switchover.to,
+                    unavailable_ms = unavailable.as_millis() as u64,
+                    "switchover completed"
+                );
                 return Ok(Action::requeue(Duration::from_millis(500)));
             }
             Err(error) => {
