@@ -56,7 +56,7 @@ spec:
           set -e
           export REDISCLI_AUTH=\$(cat /app/password)
           host=\$(cat /app/host)
-          replica=\${host/-leader/-replica}
+          replica=\$(echo \$host | sed s/-leader/-replica/)
           echo "uri: \$(sed 's/:[^:@]*@/:***@/' /app/uri)"
           echo "SET demo:greeting via \$host: \$(valkey-cli -h \$host set demo:greeting 'hello from cnredis')"
           i=0; until [ "\$(valkey-cli -h \$replica get demo:greeting)" = "hello from cnredis" ]; do
