@@ -16,22 +16,11 @@ KUBECTL=${KUBECTL:-$(ls -d "${CNREDIS_CACHE:-$HOME/.cache/cnredis}"/kube-v1.35.*
 HELM=${HELM:-$("$ROOT/hack/install-helm.sh" | tail -1)}
 NS=e2e-operator
 C=e2e
-passed=0 failed=0
 
 k() { "$KUBECTL" -n "$NS" "$@"; }
-ok() { echo "ok: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
 
-# wait_until DESCRIPTION TIMEOUT_S CMD...: polls CMD until it succeeds; on timeout prints its last output.
-wait_until() {
-  local what=$1 timeout=$2; shift 2
-  local deadline=$((SECONDS + timeout)) out
-  while true; do
-    if out=$("$@" 2>&1); then ok "$what (after $((SECONDS + timeout - deadline))s)"; return 0; fi
-    if ((SECONDS >= deadline)); then fail "$what: not within ${timeout}s; last saw: ${out:0:800}"; return 1; fi
-    sleep 1
-  done
-}
+# shellcheck source=e2e/lib.sh
+source "$E2E/lib.sh"
 
 # cluster_is INSTANCES: the RedisCluster is Ready with INSTANCES ready instances, one primary.
 cluster_is() {

@@ -10,22 +10,11 @@ export KUBECONFIG=$DIR/admin.kubeconfig
 KUBECTL=${KUBECTL:-$(ls -d "${CNREDIS_CACHE:-$HOME/.cache/cnredis}"/kube-v1.35.*/bin/kubectl | sort -V | tail -1)}
 KUBELET=${CNREDIS_KUBELET:-$E2E/../target/x86_64-unknown-linux-gnu/release/cnredis-kubelet}
 NS=smoke
-passed=0 failed=0
 
 k() { "$KUBECTL" -n "$NS" "$@"; }
-ok() { echo "ok: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
 
-# wait_until DESCRIPTION TIMEOUT_S CMD...: polls CMD until it succeeds; on timeout prints its last output.
-wait_until() {
-  local what=$1 timeout=$2; shift 2
-  local deadline=$((SECONDS + timeout)) out
-  while true; do
-    if out=$("$@" 2>&1); then ok "$what (after $((SECONDS + timeout - deadline))s)"; return 0; fi
-    if ((SECONDS >= deadline)); then fail "$what: not within ${timeout}s; last saw: ${out:0:600}"; return 1; fi
-    sleep 1
-  done
-}
+# shellcheck source=e2e/lib.sh
+source "$E2E/lib.sh"
 
 # run_client NAME SCRIPT: a client pod that runs SCRIPT with sh and exits; prints its logs; fails unless it
 # succeeded. SCRIPT may use `retry CMD...`, which tries CMD for up to 20 s, as a client of a Service that

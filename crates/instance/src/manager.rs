@@ -392,14 +392,19 @@ impl Manager {
         Ok(config::render(&input)?)
     }
 
-    /// `POST /v1/promote`: only when a fresh read of the RedisCluster names this pod `targetPrimary`.
-    pub async fn promote(&self) -> Result<wire::ActionResult, ManagerError> {
+    /// `status.targetPrimary` as stored now: role changes never rest on a stale watch.
+    async fn fresh_target_primary(&self) -> Result<Option<String>, ManagerError> {
         let view = self.cluster.fresh().await?;
-        let target = view
+        Ok(view
             .cluster
             .status
             .as_ref()
-            .and_then(|status| status.target_primary.clone());
+            .and_then(|status| status.target_primary.clone()))
+    }
+
+    /// `POST /v1/promote`: only when a fresh read of the RedisCluster names this pod `targetPrimary`.
+    pub async fn promote(&self) -> Result<wire::ActionResult, ManagerError> {
+        let target = self.fresh_target_primary().await?;
         if target.as_deref() != Some(self.identity.pod_name.as_str()) {
             return Err(ManagerError::NotTargetPrimary(format!(
                 "targetPrimary is {}",
@@ -418,12 +423,7 @@ impl Manager {
 
     /// `POST /v1/demote`: follow `primary` now, unless the status still wants this pod as primary.
     pub async fn demote(&self, primary: Address) -> Result<wire::ActionResult, ManagerError> {
-        let view = self.cluster.fresh().await?;
-        let target = view
-            .cluster
-            .status
-            .as_ref()
-            .and_then(|status| status.target_primary.clone());
+        let target = self.fresh_target_primary().await?;
         if target.as_deref() == Some(self.identity.pod_name.as_str()) {
             return Err(ManagerError::IsTargetPrimary);
         }

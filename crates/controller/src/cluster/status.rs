@@ -14,7 +14,6 @@ use super::plan::{Observed, Plan};
 
 /// Records the target/current primary and the latest serial.
 pub async fn patch_primary(client: &Client, cluster: &RedisCluster, plan: &Plan) -> Result<(), kube::Error> {
-    let api: Api<RedisCluster> = Api::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
     let previous = cluster.status.as_ref().and_then(|s| s.current_primary.clone());
     let mut status = json!({
         "targetPrimary": plan.target_primary,
@@ -24,10 +23,20 @@ pub async fn patch_primary(client: &Client, cluster: &RedisCluster, plan: &Plan)
     if plan.current_primary != previous {
         status["currentPrimaryTimestamp"] = json!(jiff::Timestamp::now());
     }
+    merge(client, cluster, status).await
+}
+
+/// Merges `status` (a JSON object of status fields) into the RedisCluster's status.
+pub async fn merge(
+    client: &Client,
+    cluster: &RedisCluster,
+    status: serde_json::Value,
+) -> Result<(), kube::Error> {
+    let api: Api<RedisCluster> = Api::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
     api.patch_status(
         &cluster.name_any(),
         &PatchParams::default(),
-        &Patch::Merge(json!({"status": status})),
+        &Patch::Merge(json!({ "status": status })),
     )
     .await?;
     Ok(())
@@ -110,7 +119,6 @@ pub async fn write(
     plan: &Plan,
     world: &World,
 ) -> Result<(), kube::Error> {
-    let api: Api<RedisCluster> = Api::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
     let old = cluster.status.clone().unwrap_or_default();
     let generation = cluster.metadata.generation;
     let instances: Vec<InstanceStatus> = world
@@ -192,11 +200,5 @@ pub async fn write(
         "image": cluster.spec.image_name,
         "observedGeneration": generation,
     });
-    api.patch_status(
-        &cluster.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": status})),
-    )
-    .await?;
-    Ok(())
+    merge(client, cluster, status).await
 }

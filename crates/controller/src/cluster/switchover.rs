@@ -95,7 +95,12 @@ pub async fn run(
         api.fence(from_target).await.map_err(call(from))?;
         // `-leader` loses its endpoint until the new primary is labelled.
         set_role(ctx, cluster, from, None).await?;
-        let from_offset = api.status(from_target).await.map_err(call(from))?.replication.offset;
+        let from_offset = api
+            .status(from_target)
+            .await
+            .map_err(call(from))?
+            .replication
+            .offset;
         let deadline = Instant::now() + CATCH_UP;
         loop {
             let to_offset = api.status(&to_target).await.map_err(call(to))?.replication.offset;
@@ -153,15 +158,7 @@ async fn patch_status(
     cluster: &RedisCluster,
     status: serde_json::Value,
 ) -> Result<(), kube::Error> {
-    let api: Api<RedisCluster> =
-        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
-    api.patch_status(
-        &cluster.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await?;
-    Ok(())
+    super::status::merge(&ctx.client, cluster, status).await
 }
 
 /// The new primary takes the lease: the old holder can no longer renew it and fences itself.
