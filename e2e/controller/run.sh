@@ -5,7 +5,7 @@
 # -leader is read from -replica with the -app secret; a deleted replica pod comes back on its volume with
 # its data; a deleted PVC is replaced by a new serial that re-syncs; scaling 3 -> 5 -> 2 never removes
 # the primary; an invalid spec is rejected at admission with its message; the operator restarted while
-# it scales resumes; deleting the RedisCluster removes everything it owns. Prints "N passed, N failed"
+# it rolls and scales resumes; deleting the RedisCluster removes everything it owns. Prints "N passed, N failed"
 # and the timings it measured.
 set -uo pipefail
 E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -173,6 +173,10 @@ wait_until "writer running" 60 writer_running
 before=$(primary)
 k patch rcl "$C" --type merge -p '{"spec":{"imageName":"valkey/valkey:9.1.2"}}' >/dev/null
 started=$SECONDS
+rollout_started() { k get events --field-selector "involvedObject.name=$C,reason=InstanceRestarted" -o name | grep -q .; }
+wait_until "rolling update started" 60 rollout_started
+"$KUBECTL" -n cnredis-system delete pod -l app.kubernetes.io/name=cnredis --wait=false >/dev/null
+ok "operator pod deleted mid-rollout"
 all_updated() {
   local images; images=$(k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.spec.containers[0].image} {end}')
   [[ $images != *8.1.4* ]] && cluster_is 3 || { echo "images: $images"; return 1; }

@@ -100,3 +100,23 @@ pub async fn lead(client: Client, namespace: &str, identity: String) {
         }
     });
 }
+
+/// Gives the lease up on a clean shutdown, so that a standby takes over at once instead of waiting for
+/// it to expire.
+pub async fn release(client: Client, namespace: &str, identity: &str) {
+    let api: Api<Lease> = Api::namespaced(client, namespace);
+    let Ok(Some(mut lease)) = api.get_opt(LEASE_NAME).await else {
+        return;
+    };
+    let mut spec = lease.spec.clone().unwrap_or_default();
+    if spec.holder_identity.as_deref() != Some(identity) {
+        return;
+    }
+    spec.holder_identity = None;
+    spec.renew_time = None;
+    lease.spec = Some(spec);
+    match api.replace(LEASE_NAME, &PostParams::default(), &lease).await {
+        Ok(_) => tracing::info!("released the leader lease"),
+        Err(error) => tracing::warn!(%error, "could not release the leader lease"),
+    }
+}

@@ -135,6 +135,9 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
             })
     });
     futures::future::join_all(controllers).await;
+    if options.leader_elect {
+        crate::leader::release(client, &options.namespace, &options.pod_name).await;
+    }
     Ok(())
 }
 
