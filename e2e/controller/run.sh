@@ -200,6 +200,16 @@ else
 fi
 k delete pod writer-rollout stopper --ignore-not-found --wait=false >/dev/null
 
+echo "== storage grows online"
+k patch rcl "$C" --type merge -p '{"spec":{"storage":{"size":"200Mi"}}}' >/dev/null
+grown() {
+  local sizes; sizes=$(k get pvc -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.status.capacity.storage} {end}')
+  [[ $sizes == "200Mi 200Mi 200Mi " ]] && cluster_is 3 || { echo "capacities: $sizes"; return 1; }
+}
+wait_until "every PVC grown to 200Mi, cluster Ready" 120 grown
+resized=$(k get events --field-selector "involvedObject.name=$C,reason=VolumeResizing" -o name | wc -l)
+((resized > 0)) && ok "VolumeResizing events: $resized" || fail "no VolumeResizing event"
+
 echo "== scale 3 -> 5 (the operator restarted midway) -> 2"
 started=$SECONDS
 k patch rcl "$C" --type merge -p '{"spec":{"instances":5}}' >/dev/null

@@ -2,6 +2,7 @@
 
 pub mod observe;
 pub mod plan;
+pub mod quantity;
 pub mod reconcile;
 pub mod resources;
 pub mod status;

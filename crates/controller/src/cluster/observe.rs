@@ -25,6 +25,8 @@ pub const POD_SPEC_HASH: &str = "cnredis.io/podSpecHash";
 pub struct World {
     pub instances: Vec<Observed>,
     pub pods: BTreeMap<String, Pod>,
+    /// PVCs not being deleted, by name.
+    pub pvcs: BTreeMap<String, PersistentVolumeClaim>,
 }
 
 pub async fn observe(
@@ -55,11 +57,13 @@ pub async fn observe(
             ..Observed::default()
         }))
     }
-    for pvc in &pvcs.items {
+    let mut live_pvcs = BTreeMap::new();
+    for pvc in pvcs.items {
         if pvc.metadata.deletion_timestamp.is_none()
             && let Some(instance) = entry(&mut instances, &name, &pvc.name_any())
         {
             instance.pvc = true;
+            live_pvcs.insert(pvc.name_any(), pvc);
         }
     }
     let mut by_name = BTreeMap::new();
@@ -107,6 +111,7 @@ pub async fn observe(
     Ok(World {
         instances,
         pods: by_name,
+        pvcs: live_pvcs,
     })
 }
 

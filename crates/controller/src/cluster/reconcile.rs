@@ -197,6 +197,13 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Context) -> Result<Action
             }
         }
     }
+    let mut plan = plan;
+    if plan.healthy
+        && let Some(progress) = resize_progress(cluster, &world)
+    {
+        plan.phase = "Resizing volumes".to_string();
+        plan.phase_reason = progress;
+    }
     status::write(client, cluster, &plan, &world).await?;
     ctx.metrics.observe_instances(&namespace, &name, &world);
 
@@ -303,8 +310,47 @@ async fn execute(
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
 
-    // PVCs of every instance (created, or grown when spec.storage.size grew).
+    // PVCs of every instance: grown when spec.storage.size grew and their StorageClass allows it.
+    let wanted_bytes = super::quantity::bytes(&cluster.spec.storage.size);
     for instance in world.instances.iter().filter(|i| i.pvc) {
+        let Some(pvc) = world.pvcs.get(&instance.name) else {
+            continue;
+        };
+        let requested = pvc
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref()?.requests.as_ref()?.get("storage").cloned())
+            .and_then(|q| super::quantity::bytes(&q.0));
+        if requested.is_some() && wanted_bytes < requested {
+            // Admission refuses shrinking; an older PVC keeps its size.
+            continue;
+        }
+        if wanted_bytes > requested {
+            let class = pvc.spec.as_ref().and_then(|s| s.storage_class_name.clone());
+            if !expansion_allowed(ctx, class.as_deref()).await? {
+                let note = format!(
+                    "spec.storage.size {} cannot be applied to {}: StorageClass {} does not allow volume expansion",
+                    cluster.spec.storage.size,
+                    instance.name,
+                    class.as_deref().unwrap_or("(default)")
+                );
+                publish(
+                    ctx,
+                    cluster,
+                    EventType::Warning,
+                    "VolumeExpansionNotAllowed",
+                    "Resize",
+                    &note,
+                )
+                .await;
+                continue;
+            }
+            let note = format!(
+                "growing volume {} to {}",
+                instance.name, cluster.spec.storage.size
+            );
+            publish(ctx, cluster, EventType::Normal, "VolumeResizing", "Resize", &note).await;
+        }
         apply(
             client,
             namespace,
@@ -373,6 +419,47 @@ async fn execute(
         }
     }
     Ok(())
+}
+
+async fn expansion_allowed(ctx: &Context, class: Option<&str>) -> Result<bool, kube::Error> {
+    let classes: Api<k8s_openapi::api::storage::v1::StorageClass> = Api::all(ctx.client.clone());
+    let class = match class {
+        Some(name) => classes.get_opt(name).await?,
+        None => classes
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .find(|c| {
+                c.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("storageclass.kubernetes.io/is-default-class"))
+                    .is_some_and(|v| v == "true")
+            }),
+    };
+    Ok(class.and_then(|c| c.allow_volume_expansion).unwrap_or(false))
+}
+
+/// Volumes whose capacity has not reached `spec.storage.size` yet, as "k of n" for the status.
+fn resize_progress(cluster: &RedisCluster, world: &World) -> Option<String> {
+    let wanted = super::quantity::bytes(&cluster.spec.storage.size)?;
+    let capacities: Vec<u64> = world
+        .pvcs
+        .values()
+        .filter_map(|pvc| {
+            let capacity = pvc.status.as_ref()?.capacity.as_ref()?.get("storage")?;
+            super::quantity::bytes(&capacity.0)
+        })
+        .collect();
+    let done = capacities.iter().filter(|&&c| c >= wanted).count();
+    (done < capacities.len()).then(|| {
+        format!(
+            "{done} of {} volumes have {}",
+            capacities.len(),
+            cluster.spec.storage.size
+        )
+    })
 }
 
 async fn delete_stale_pdbs(
