@@ -514,10 +514,12 @@ impl Manager {
     }
 }
 
-/// The status names another pod as current or target primary: a demotion request has been overtaken.
+/// The status no longer names this pod current primary: a demotion request has been overtaken by it.
+/// (Not "names another target": the watched view may lag the fresh read the demotion was checked
+/// against, and a promotion clears the request anyway.)
 fn view_moved_on(view: &ClusterView, me: &str) -> bool {
     let status = view.cluster.status.clone().unwrap_or_default();
-    status.current_primary.as_deref() != Some(me) || status.target_primary.as_deref() == Some(me)
+    status.current_primary.as_deref() != Some(me)
 }
 
 pub fn wire_role(role: &ServerRole) -> wire::Role {
