@@ -146,6 +146,9 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Context) -> Result<Action
         }
     }
     execute(cluster, ctx, &namespace, &plan, &world).await?;
+    if plan.switchover.is_none() {
+        lift_stale_fence(ctx, cluster, &plan, &world, &wanted.fenced).await;
+    }
     if let Some(switchover) = &plan.switchover {
         let note = format!("switching over from {} to {}", switchover.from, switchover.to);
         publish(
@@ -212,6 +215,53 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Context) -> Result<Action
     } else {
         Action::requeue(Duration::from_secs(2))
     })
+}
+
+/// A primary fenced through its API by a switchover that an operator restart cut short (and no longer
+/// planned) would refuse writes for ever: with no switchover under way and no annotation naming it, the
+/// fence is lifted.
+async fn lift_stale_fence(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    plan: &Plan,
+    world: &World,
+    annotated: &[String],
+) {
+    let Some(primary) = plan.current_primary.as_deref() else {
+        return;
+    };
+    if plan.target_primary.as_deref() != Some(primary) || annotated.iter().any(|f| f == "*" || f == primary) {
+        return;
+    }
+    let Some(instance) = world.instances.iter().find(|i| i.name == primary) else {
+        return;
+    };
+    let stale = instance
+        .report
+        .as_ref()
+        .is_some_and(|r| r.fenced && r.fence_reasons.iter().all(|reason| reason == "requested"));
+    if !stale {
+        return;
+    }
+    let ip = world
+        .pods
+        .get(primary)
+        .and_then(|p| p.status.as_ref()?.pod_ip.as_ref()?.parse().ok());
+    let Some(ip) = ip else { return };
+    let target = cnredis_instance_client::Target {
+        server_name: cnredis_pki::instance_api_server_name(
+            &cluster.name_any(),
+            &cluster.namespace().unwrap_or_default(),
+        ),
+        address: std::net::SocketAddr::new(ip, cnredis_api::names::INSTANCE_API_PORT),
+    };
+    match ctx.instance_api.unfence(&target).await {
+        Ok(_) => {
+            let note = format!("lifted the fence a cut-short switchover left on the primary {primary}");
+            publish(ctx, cluster, EventType::Normal, "FenceLifted", "Unfence", &note).await;
+        }
+        Err(error) => tracing::warn!(%error, %primary, "cannot lift a stale fence"),
+    }
 }
 
 /// Marks the instances a rolling update must restart: their pod was built from another pod spec, or
