@@ -14,3 +14,44 @@ wait_until() {
     sleep 1
   done
 }
+
+# finished_pod NAMESPACE NAME TIMEOUT_S: waits for a run-to-completion pod to end, prints its logs, and
+# succeeds when it Succeeded. Uses $KUBECTL.
+finished_pod() {
+  local ns=$1 name=$2 deadline=$((SECONDS + $3)) phase=""
+  while ((SECONDS < deadline)); do
+    phase=$("$KUBECTL" -n "$ns" get pod "$name" -o jsonpath='{.status.phase}' 2>/dev/null)
+    [[ $phase == Succeeded || $phase == Failed ]] && break
+    sleep 1
+  done
+  "$KUBECTL" -n "$ns" logs "$name" 2>&1
+  [[ $phase == Succeeded ]]
+}
+
+# app_client NAMESPACE CLUSTER NAME SCRIPT: runs SCRIPT (sh) in a client pod that mounts the
+# <CLUSTER>-app secret at /app, as an application would, with REDISCLI_AUTH set from it and
+# `retry CMD...` (up to 30 s) available; prints its output and succeeds when SCRIPT does.
+app_client() {
+  local ns=$1 cluster=$2 name=$3 script
+  script=$(printf '%s' "$4" | base64 -w0)
+  "$KUBECTL" -n "$ns" delete pod "$name" --ignore-not-found --wait=true >/dev/null 2>&1
+  "$KUBECTL" -n "$ns" apply -f - >/dev/null <<YAML || return 1
+apiVersion: v1
+kind: Pod
+metadata: {name: $name}
+spec:
+  restartPolicy: Never
+  containers:
+    - name: client
+      image: cnredis/e2e-client:1
+      command: [sh, -c]
+      args:
+        - |
+          export REDISCLI_AUTH=\$(cat /app/password)
+          retry() { i=0; until "\$@"; do i=\$((i + 1)); [ \$i -ge 30 ] && return 1; sleep 1; done; }
+          eval "\$(echo $script | base64 -d)"
+      volumeMounts: [{name: app, mountPath: /app, readOnly: true}]
+  volumes: [{name: app, secret: {secretName: $cluster-app}}]
+YAML
+  finished_pod "$ns" "$name" 90
+}

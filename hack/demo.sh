@@ -40,37 +40,18 @@ k -n "$NS" get redisclusters,pods,services,pdb -o wide
 k -n "$NS" get redisclusters "$CLUSTER" -o jsonpath='{range .status.instancesStatus[*]}{.name}{"\t"}{.role}{"\tready="}{.ready}{"\tlink="}{.link}{"\toffset="}{.replicationOffset}{"\tnode="}{.node}{"\n"}{end}'
 
 log "write through $CLUSTER-leader, read from $CLUSTER-replica, with the $CLUSTER-app secret"
-k -n "$NS" delete pod demo-client --ignore-not-found --wait=true >/dev/null
-k -n "$NS" apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Pod
-metadata: {name: demo-client}
-spec:
-  restartPolicy: Never
-  containers:
-    - name: client
-      image: cnredis/e2e-client:1
-      command: [sh, -c]
-      args:
-        - |
-          set -e
-          export REDISCLI_AUTH=\$(cat /app/password)
-          host=\$(cat /app/host)
-          replica=\$(echo \$host | sed s/-leader/-replica/)
-          echo "uri: \$(sed 's/:[^:@]*@/:***@/' /app/uri)"
-          echo "SET demo:greeting via \$host: \$(valkey-cli -h \$host set demo:greeting 'hello from cnredis')"
-          i=0; until [ "\$(valkey-cli -h \$replica get demo:greeting)" = "hello from cnredis" ]; do
-            i=\$((i+1)); [ \$i -ge 20 ] && exit 1; sleep 1; done
-          echo "GET demo:greeting via \$replica: \$(valkey-cli -h \$replica get demo:greeting)"
-          echo "role of \$replica: \$(valkey-cli -h \$replica role | head -1)"
-      volumeMounts: [{name: app, mountPath: /app, readOnly: true}]
-  volumes: [{name: app, secret: {secretName: $CLUSTER-app}}]
-EOF
-for _ in $(seq 1 90); do
-  phase=$(k -n "$NS" get pod demo-client -o jsonpath='{.status.phase}')
-  [[ $phase == Succeeded || $phase == Failed ]] && break
-  sleep 1
-done
-k -n "$NS" logs demo-client
-[[ $phase == Succeeded ]] || { log "the client failed (phase $phase)"; exit 1; }
+# shellcheck source=e2e/lib.sh
+source "$ROOT/e2e/lib.sh"
+# shellcheck disable=SC2016 # expanded in the client pod
+if ! app_client "$NS" "$CLUSTER" demo-client 'set -e
+  host=$(cat /app/host)
+  replica=$(echo $host | sed s/-leader/-replica/)
+  echo "uri: $(sed "s/:[^:@]*@/:***@/" /app/uri)"
+  echo "SET demo:greeting via $host: $(valkey-cli -h $host set demo:greeting "hello from cnredis")"
+  retry sh -c "[ \"\$(valkey-cli -h $replica get demo:greeting)\" = \"hello from cnredis\" ]"
+  echo "GET demo:greeting via $replica: $(valkey-cli -h $replica get demo:greeting)"
+  echo "role of $replica: $(valkey-cli -h $replica role | head -1)"'; then
+  log "the client failed"
+  exit 1
+fi
 log "done; the cluster stays up (make cluster-down removes it). KUBECONFIG=$KUBECONFIG"

@@ -37,39 +37,8 @@ primary() { k get rcl "$C" -o jsonpath='{.status.currentPrimary}'; }
 pod_ip() { k get pod "$1" -o jsonpath='{.status.podIP}'; }
 password() { k get secret "$C-app" -o jsonpath='{.data.password}' | base64 -d; }
 
-# client NAME SCRIPT: runs SCRIPT in a client pod with the -app secret at /app and REDISCLI_AUTH set;
-# prints its output; succeeds when the script does.
-client() {
-  local name=$1 script
-  script=$(printf '%s' "$2" | base64 -w0)
-  k delete pod "$name" --ignore-not-found --wait=true >/dev/null 2>&1
-  k apply -f - >/dev/null <<EOF || return 1
-apiVersion: v1
-kind: Pod
-metadata: {name: $name}
-spec:
-  restartPolicy: Never
-  containers:
-    - name: client
-      image: cnredis/e2e-client:1
-      command: [sh, -c]
-      args:
-        - |
-          export REDISCLI_AUTH=\$(cat /app/password)
-          retry() { i=0; until "\$@"; do i=\$((i + 1)); [ \$i -ge 30 ] && return 1; sleep 1; done; }
-          eval "\$(echo $script | base64 -d)"
-      volumeMounts: [{name: app, mountPath: /app, readOnly: true}]
-  volumes: [{name: app, secret: {secretName: $C-app}}]
-EOF
-  local deadline=$((SECONDS + 90)) phase=""
-  while ((SECONDS < deadline)); do
-    phase=$(k get pod "$name" -o jsonpath='{.status.phase}' 2>/dev/null)
-    [[ $phase == Succeeded || $phase == Failed ]] && break
-    sleep 1
-  done
-  k logs "$name" 2>&1
-  [[ $phase == Succeeded ]]
-}
+# client NAME SCRIPT: SCRIPT in an application-like client pod of the cluster (e2e/lib.sh app_client).
+client() { app_client "$NS" "$C" "$1" "$2"; }
 
 # has_key IP KEY VALUE: the server at IP returns VALUE for KEY.
 has_key() {

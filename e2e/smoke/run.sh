@@ -24,14 +24,7 @@ run_client() {
   local prelude='retry() { i=0; until "$@"; do i=$((i + 1)); [ $i -ge 20 ] && return 1; sleep 1; done; }'
   k delete pod "$name" --ignore-not-found --wait=true >/dev/null 2>&1
   k run "$name" --image=cnredis/e2e-client:1 --restart=Never --command -- sh -c "$prelude; $script" >/dev/null || return 1
-  local deadline=$((SECONDS + 60)) phase=""
-  while ((SECONDS < deadline)); do
-    phase=$(k get pod "$name" -o jsonpath='{.status.phase}' 2>/dev/null)
-    [[ $phase == Succeeded || $phase == Failed ]] && break
-    sleep 1
-  done
-  k logs "$name" 2>&1
-  [[ $phase == Succeeded ]]
+  finished_pod "$NS" "$name" 60
 }
 
 # valkey_started: startedAt of the running, ready valkey container (empty if there is none).

@@ -66,27 +66,36 @@ fn certificate_error(err: &std::io::Error) -> Option<&CertificateError> {
     }
 }
 
+/// An instance API server with `server_ca`'s certificate that judges callers against `trusted`.
+async fn serve_for(server_ca: &CertificateAuthority, trusted: &CertificateAuthority) -> std::net::SocketAddr {
+    serve_once(
+        instance_server(server_ca),
+        CallerAuthorizer::new(trusted.cert_pem()).unwrap(),
+    )
+    .await
+}
+
+/// A client trusting `ca` that presents `certificate`.
+fn client_presenting(
+    ca: &CertificateAuthority,
+    certificate: &cnredis_pki::IssuedCertificate,
+) -> rustls::ClientConfig {
+    client_config(ca.cert_pem(), &certificate.cert_pem, &certificate.key_pem).unwrap()
+}
+
 #[tokio::test]
 async fn operator_certificate_is_classified_as_operator() {
     let ca = CertificateAuthority::generate("cluster CA").unwrap();
-    let address = serve_once(
-        instance_server(&ca),
-        CallerAuthorizer::new(ca.cert_pem()).unwrap(),
-    )
-    .await;
+    let address = serve_for(&ca, &ca).await;
     let operator = ca.issue_operator_client(DAY).unwrap();
-    let config = client_config(ca.cert_pem(), &operator.cert_pem, &operator.key_pem).unwrap();
+    let config = client_presenting(&ca, &operator);
     assert_eq!(call(config, address, &server_name()).await.unwrap(), "Operator");
 }
 
 #[tokio::test]
 async fn client_without_certificate_is_classified_as_anonymous() {
     let ca = CertificateAuthority::generate("cluster CA").unwrap();
-    let address = serve_once(
-        instance_server(&ca),
-        CallerAuthorizer::new(ca.cert_pem()).unwrap(),
-    )
-    .await;
+    let address = serve_for(&ca, &ca).await;
     let config = anonymous_client_config(ca.cert_pem()).unwrap();
     assert_eq!(call(config, address, &server_name()).await.unwrap(), "Anonymous");
 }
@@ -94,13 +103,9 @@ async fn client_without_certificate_is_classified_as_anonymous() {
 #[tokio::test]
 async fn pod_server_certificate_as_client_completes_the_handshake_and_is_rejected() {
     let ca = CertificateAuthority::generate("cluster CA").unwrap();
-    let address = serve_once(
-        instance_server(&ca),
-        CallerAuthorizer::new(ca.cert_pem()).unwrap(),
-    )
-    .await;
+    let address = serve_for(&ca, &ca).await;
     let pod = ca.issue_server(&[server_name()], DAY).unwrap();
-    let config = client_config(ca.cert_pem(), &pod.cert_pem, &pod.key_pem).unwrap();
+    let config = client_presenting(&ca, &pod);
     let answer = call(config, address, &server_name()).await.unwrap();
     assert!(
         answer.starts_with("Rejected(\"client certificate is not meant for client"),
@@ -112,13 +117,9 @@ async fn pod_server_certificate_as_client_completes_the_handshake_and_is_rejecte
 async fn operator_certificate_of_another_ca_completes_the_handshake_and_is_rejected() {
     let ca = CertificateAuthority::generate("cluster CA").unwrap();
     let other_ca = CertificateAuthority::generate("someone else's CA").unwrap();
-    let address = serve_once(
-        instance_server(&ca),
-        CallerAuthorizer::new(ca.cert_pem()).unwrap(),
-    )
-    .await;
+    let address = serve_for(&ca, &ca).await;
     let forged = other_ca.issue_operator_client(DAY).unwrap();
-    let config = client_config(ca.cert_pem(), &forged.cert_pem, &forged.key_pem).unwrap();
+    let config = client_presenting(&ca, &forged);
     let answer = call(config, address, &server_name()).await.unwrap();
     assert!(
         answer.starts_with("Rejected(\"client certificate is not issued by the cluster CA"),
@@ -130,13 +131,9 @@ async fn operator_certificate_of_another_ca_completes_the_handshake_and_is_rejec
 async fn client_refuses_a_server_certificate_of_another_ca() {
     let ca = CertificateAuthority::generate("cluster CA").unwrap();
     let other_ca = CertificateAuthority::generate("someone else's CA").unwrap();
-    let address = serve_once(
-        instance_server(&other_ca),
-        CallerAuthorizer::new(ca.cert_pem()).unwrap(),
-    )
-    .await;
+    let address = serve_for(&other_ca, &ca).await;
     let operator = ca.issue_operator_client(DAY).unwrap();
-    let config = client_config(ca.cert_pem(), &operator.cert_pem, &operator.key_pem).unwrap();
+    let config = client_presenting(&ca, &operator);
     let err = call(config, address, &server_name()).await.unwrap_err();
     assert!(
         matches!(certificate_error(&err), Some(CertificateError::UnknownIssuer)),
@@ -147,11 +144,7 @@ async fn client_refuses_a_server_certificate_of_another_ca() {
 #[tokio::test]
 async fn client_refuses_the_server_certificate_of_another_cluster() {
     let ca = CertificateAuthority::generate("cluster CA").unwrap();
-    let address = serve_once(
-        instance_server(&ca),
-        CallerAuthorizer::new(ca.cert_pem()).unwrap(),
-    )
-    .await;
+    let address = serve_for(&ca, &ca).await;
     let config = anonymous_client_config(ca.cert_pem()).unwrap();
     let err = call(config, address, &instance_api_server_name("other", "prod"))
         .await
@@ -168,11 +161,7 @@ async fn client_refuses_the_server_certificate_of_another_cluster() {
 #[tokio::test]
 async fn operator_certificate_over_tls12_is_classified_as_operator() {
     let ca = CertificateAuthority::generate("cluster CA").unwrap();
-    let address = serve_once(
-        instance_server(&ca),
-        CallerAuthorizer::new(ca.cert_pem()).unwrap(),
-    )
-    .await;
+    let address = serve_for(&ca, &ca).await;
     let operator = ca.issue_operator_client(DAY).unwrap();
     let key = signing_key(&operator.key_pem);
     let config = tls12_client(&ca, presenting(&operator.cert_pem, key));
@@ -196,11 +185,7 @@ async fn operator_certificate_without_its_key_fails_the_handshake() {
             tls12_client(&ca, presenting(&operator.cert_pem, signing_key(&thief.key_pem))),
         ),
     ] {
-        let address = serve_once(
-            instance_server(&ca),
-            CallerAuthorizer::new(ca.cert_pem()).unwrap(),
-        )
-        .await;
+        let address = serve_for(&ca, &ca).await;
         let err = call(config, address, &server_name()).await.unwrap_err();
         let alert = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
         assert!(
