@@ -6,7 +6,7 @@ TARGET      := x86_64-unknown-linux-gnu
 RELEASE_BIN := $(CURDIR)/target/$(TARGET)/release/cnredis
 HELM         = $(shell hack/install-helm.sh | tail -1)
 
-.PHONY: all build tools deps generate test fmt-check clippy unit check-generated chart-test admission-e2e e2e e2e-smoke cluster-up cluster-down cluster-status demo clean
+.PHONY: all build tools deps generate test fmt-check clippy unit check-generated chart-test admission-e2e e2e e2e-smoke chaos cluster-up cluster-down cluster-status demo clean
 
 all: build
 
@@ -61,18 +61,26 @@ cluster-status:
 	e2e/cluster.sh status
 
 ## e2e: on the local cluster, its smoke test, the instance manager's primary-lease test against its API
-## server, and the operator's end-to-end test; the cluster is torn down (and checked to leave nothing)
-## either way
+## server, the operator's end-to-end test and the failover chaos suite (e2e/failover/run.sh); the
+## cluster is torn down (and checked to leave nothing) either way
 e2e: build deps tools
 	e2e/cluster.sh up
 	status=0; e2e/smoke/run.sh || status=$$?; \
 	CNREDIS_E2E_KUBECONFIG=/var/tmp/cnredis-e2e/admin.kubeconfig CNREDIS_BIN=$(RELEASE_BIN) \
 	  cargo test --locked -p cnredis --test lease -- --ignored || status=$$?; \
 	HELM=$(HELM) e2e/controller/run.sh || status=$$?; \
+	e2e/failover/run.sh || status=$$?; \
 	e2e/cluster.sh down || status=$$?; exit $$status
 
 ## e2e-smoke: the former name of `e2e`
 e2e-smoke: e2e
+
+## chaos: randomized failover scenarios on the local cluster (left up): make chaos SEED=7 RUNS=20
+chaos: build tools deps
+	e2e/cluster.sh up
+	$(HELM) upgrade --install cnredis helm/cnredis --namespace cnredis-system --create-namespace \
+	  --set image.tag=dev --set logFormat=text --wait --timeout 120s >/dev/null
+	SEED=$(or $(SEED),1) RUNS=$(or $(RUNS),10) e2e/failover/run.sh
 
 ## demo: the local cluster, the operator installed with Helm, a 3-instance RedisCluster, a write through
 ## -leader read back from -replica (the cluster stays up: make cluster-down)

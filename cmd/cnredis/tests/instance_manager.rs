@@ -1,7 +1,8 @@
 //! `cnredis instance run` supervising real servers (Valkey 9.1 and 8.1, Redis 7.0): replication set up
 //! and repointed, switchover by promote and demote, fencing, the boot-time and empty-primary guards,
 //! password rotation without a restart, a killed server coming back, a clean SIGTERM, the instance API's
-//! authentication, and metrics that a Prometheus parser reads.
+//! authentication, metrics that a Prometheus parser reads, replicas serving stale reads for a bounded time
+//! after their primary died, and the lease watchdog fencing on time while the manager is busy.
 
 mod support;
 
@@ -500,6 +501,332 @@ async fn guards(engine: &str) {
         Some(format!("127.0.0.1:{}", h.instance("c-2").port).as_str())
     );
     let _ = CLUSTER;
+}
+
+/// A replica that was in sync stays ready (in `-replica`'s endpoints) for `maxStaleReadSeconds` after its
+/// primary went away, serving what it has, then turns not ready; `/v1/status` says how long the link has
+/// been down.
+async fn stale_reads(engine: &str) {
+    const BOUND: Duration = Duration::from_secs(4);
+    let mut h = Harness::new(&format!("stale-reads-{engine}"), engine, 2, "none");
+    h.set_spec(
+        "failover",
+        serde_json::json!({"maxStaleReadSeconds": BOUND.as_secs()}),
+    );
+    h.set_primary(Some("c-1"), Some("c-1"));
+    h.start("c-1");
+    h.start("c-2");
+    h.wait_ready("c-1").await;
+    set(&h, "c-1", "k", "before the failure").await.unwrap();
+    wait_value(&h, "c-2", "k", "before the failure").await;
+    let linked = h.wait_ready("c-2").await;
+    assert_eq!(linked.replication.link.as_deref(), Some("up"));
+    assert_eq!(linked.replication.link_down_seconds, None);
+
+    // The primary's pod goes away: its manager stops its server and exits.
+    let mut primary = h.instances[0].manager.take().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(primary.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    tokio::task::spawn_blocking(move || primary.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let stopped = Instant::now();
+
+    // Probed like the kubelet does (no certificate) until it turns not ready.
+    let probe = InstanceClient::new(
+        cnredis_pki::anonymous_client_config(h.ca.cert_pem()).unwrap(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let c2 = h.instance("c-2").target();
+    let mut stale_reads_served = 0;
+    let not_ready_after = loop {
+        let ready = probe.ready(&c2).await.unwrap();
+        let elapsed = stopped.elapsed();
+        if !ready {
+            break elapsed;
+        }
+        assert!(
+            elapsed < BOUND + Duration::from_secs(2),
+            "c-2 still ready {elapsed:?} after its primary stopped"
+        );
+        let report = h.status("c-2").await.unwrap();
+        if report.replication.link.as_deref() == Some("down") {
+            assert!(report.ready, "{report:?}");
+            assert!(report.replication.link_down_seconds.is_some(), "{report:?}");
+            assert_eq!(
+                get(&h, "c-2", "k").await.unwrap().as_deref(),
+                Some("before the failure"),
+                "a stale read"
+            );
+            stale_reads_served += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(stale_reads_served > 0, "the link was never seen down while ready");
+    assert!(
+        not_ready_after + Duration::from_millis(500) >= BOUND,
+        "c-2 turned not ready {not_ready_after:?} after its primary stopped, before the {BOUND:?} bound"
+    );
+    let report = h.status("c-2").await.unwrap();
+    assert!(!report.ready);
+    assert!(
+        report.replication.link_down_seconds >= Some(BOUND.as_secs()),
+        "{report:?}"
+    );
+    eprintln!(
+        "{engine}: replica ready with its link down for {not_ready_after:?} (bound {BOUND:?}), {stale_reads_served} stale reads served"
+    );
+}
+
+/// A valkey-server the test runs itself on a unix socket, killed when dropped.
+struct LocalServer(std::process::Child);
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A connection to a server on its unix socket.
+async fn unix_connection(socket: &std::path::Path) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let info = redis::IntoConnectionInfo::into_connection_info(redis::ConnectionAddr::Unix(socket.into()))?
+        .set_redis_settings(
+            redis::RedisConnectionInfo::default()
+                .set_password(PASSWORD)
+                .set_skip_set_lib_name(),
+        );
+    redis::Client::open(info)?
+        .get_multiplexed_async_connection()
+        .await
+}
+
+/// An instance manager in this process (its loop, API and watchdog as functions to call) for `c-1` of the
+/// harness, with a primary lease of `lease` whose API server is unreachable (no renewal can succeed, as
+/// for a primary cut off from the API server), over a valkey-server the test runs itself. Returns once the
+/// manager has seen its server answer as primary.
+async fn manager_in_process(
+    h: &Harness,
+    lease: Duration,
+) -> (
+    LocalServer,
+    std::sync::Arc<cnredis_instance::manager::Manager>,
+    std::path::PathBuf,
+) {
+    use cnredis_instance::lease::PrimaryLease;
+    use cnredis_instance::manager::{Identity, Manager};
+    use cnredis_instance::source::ClusterSource;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let instance = h.instance("c-1");
+    let run_dir = h.dir.join("c-1").join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let socket = run_dir.join("server.sock");
+    let engine_dir = support::engine_dir("valkey-9.1");
+    let server = LocalServer(
+        std::process::Command::new(engine_dir.join("valkey-server"))
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .args(["--unixsocketperm", "700", "--requirepass", PASSWORD])
+            .arg("--dir")
+            .arg(&instance.data_dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("starting valkey-server"),
+    );
+    let (_, engine) = cnredis_instance::run::detect_engine(Some(&engine_dir)).unwrap();
+    let identity = Identity {
+        pod_name: "c-1".to_string(),
+        namespace: support::NAMESPACE.to_string(),
+        cluster_name: CLUSTER.to_string(),
+        pod_ip: std::net::Ipv4Addr::LOCALHOST,
+        port: instance.port,
+        data_dir: instance.data_dir.clone(),
+        run_dir,
+        password_file: Some(h.password_file.clone()),
+        memory_limit_bytes: None,
+        server_tls: None,
+    };
+    let cluster = ClusterSource::File(h.cluster_file.clone()).start();
+    let unreachable =
+        kube::Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
+    let lease = PrimaryLease::new(
+        unreachable,
+        support::NAMESPACE,
+        "c-primary".to_string(),
+        "c-1".to_string(),
+        lease,
+    );
+    let manager = Manager::new(identity, engine, cluster, Some(lease));
+    eventually("the manager sees a primary", WAIT, || async {
+        let mut state = manager.state.lock().await;
+        let observed = manager.observe(&mut state).await;
+        (manager.cluster.current().is_some()
+            && observed.role == cnredis_instance::decide::ServerRole::Primary)
+            .then_some(())
+            .ok_or(format!("{observed:?}"))
+    })
+    .await;
+    (server, manager, socket)
+}
+
+/// The loop's connection and the watchdog's each survive a fence through the other (which disconnects
+/// every normal client but the one fencing): the next command is answered, not failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fence_through_one_server_connection_does_not_fail_the_other() {
+    let mut h = Harness::new("two-connections", "valkey-9.1", 1, "none");
+    h.set_primary(Some("c-1"), Some("c-1"));
+    let (_server, manager, _) = manager_in_process(&h, Duration::from_secs(15)).await;
+    let (shared, own) = (&manager.server, &*manager.watchdog_server);
+    for (fencing, other) in [(own, shared), (shared, own)] {
+        other.info().await.unwrap();
+        fencing.fence().await.unwrap();
+        other
+            .info()
+            .await
+            .expect("answered on a new connection after the fence closed the old one");
+        fencing.unfence(0, 10).await.unwrap();
+    }
+}
+
+/// The lease watchdog fences a primary whose lease runs out on time, although a status request holds the
+/// manager's state and waits on the connection the loop and the API share for longer than the lease's
+/// safety margin: it reads only the lease clock and fences through a connection of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_watchdog_fences_on_time_while_a_status_request_holds_the_manager() {
+    use cnredis_instance::lease::EXPIRY_MARGIN;
+    const LEASE: Duration = Duration::from_secs(4);
+
+    let mut h = Harness::new("watchdog", "valkey-9.1", 1, "none");
+    h.set_primary(Some("c-1"), Some("c-1"));
+    let (_server, manager, socket) = manager_in_process(&h, LEASE).await;
+    manager.spawn_lease_watchdog().unwrap();
+
+    // A status request in flight: it holds the state and waits on the shared connection (a blocking read
+    // that never returns, sent again each time the client gives up on it) until the test lets it go.
+    let (let_go, released) = tokio::sync::oneshot::channel::<()>();
+    let in_flight = tokio::spawn({
+        let manager = manager.clone();
+        async move {
+            let _state = manager.state.lock().await;
+            let mut released = std::pin::pin!(released);
+            let mut blocking = redis::cmd("XREAD");
+            blocking
+                .arg("BLOCK")
+                .arg(0)
+                .arg("STREAMS")
+                .arg("cnredis:test:never")
+                .arg("$");
+            loop {
+                tokio::select! {
+                    _ = &mut released => return,
+                    _ = manager.server.query::<redis::Value>(&blocking) => {}
+                }
+            }
+        }
+    });
+    eventually("the state is held", WAIT, || async {
+        manager
+            .state
+            .try_lock()
+            .map(|_| Err("free".to_string()))
+            .unwrap_or(Ok(()))
+    })
+    .await;
+
+    // The last successful renewal was sent now: writes are taken until its local expiry, refused from it.
+    let renewed = Instant::now();
+    manager.lease_clock.send_modify(|clock| clock.renewed(renewed));
+    let expiry = renewed + LEASE - EXPIRY_MARGIN;
+    let mut writer = unix_connection(&socket).await.unwrap();
+    let fenced_at = loop {
+        let result = redis::cmd("SET")
+            .arg("k")
+            .arg("v")
+            .query_async::<()>(&mut writer)
+            .await;
+        let now = Instant::now();
+        match result {
+            Ok(()) => assert!(
+                now < expiry + Duration::from_millis(500),
+                "writes still accepted {:?} after the lease ran out",
+                now - expiry
+            ),
+            Err(error) if error.code() == Some("NOREPLICAS") => break now,
+            // The fence disconnects clients: reconnect and write again.
+            Err(_) => writer = unix_connection(&socket).await.unwrap(),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        fenced_at >= expiry,
+        "fenced {:?} before the lease ran out",
+        expiry - fenced_at
+    );
+    let late = fenced_at - expiry;
+    assert!(late < Duration::from_millis(500), "fenced {late:?} late");
+    assert!(
+        !in_flight.is_finished() && manager.state.try_lock().is_err(),
+        "the status request was still holding the state"
+    );
+    assert!(
+        manager.lease_clock.borrow().self_fenced_at.is_some(),
+        "the watchdog recorded its fence"
+    );
+    eprintln!(
+        "fenced {late:?} after the lease's local expiry, with the state held for {:?}",
+        renewed.elapsed()
+    );
+
+    // Once the request is done, the loop reports why the server refuses writes.
+    let_go.send(()).unwrap();
+    in_flight.await.unwrap();
+    // (The abandoned blocking read still holds the shared connection until the client gives up on it.)
+    let report = eventually("the loop observes the server again", WAIT, || async {
+        manager.reconcile().await;
+        let report = cnredis_instance::http::report(&manager).await;
+        report
+            .answered
+            .then_some(report.clone())
+            .ok_or(format!("{report:?}"))
+    })
+    .await;
+    assert_eq!(report.lease, wire::LeaseStatus::Expired);
+    assert_eq!(report.fence_reasons, ["leaseExpired"], "{report:?}");
+    assert!(report.fenced);
+
+    // A renewal lifts the fence at the next pass, as when the API server is reachable again.
+    manager
+        .lease_clock
+        .send_modify(|clock| clock.renewed(Instant::now()));
+    manager.reconcile().await;
+    let mut writer = unix_connection(&socket).await.unwrap();
+    redis::cmd("SET")
+        .arg("k")
+        .arg("again")
+        .query_async::<()>(&mut writer)
+        .await
+        .unwrap();
+    assert_eq!(
+        cnredis_instance::http::report(&manager).await.lease,
+        wire::LeaseStatus::Held
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valkey_9_stale_reads() {
+    stale_reads("valkey-9.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_7_stale_reads() {
+    stale_reads("redis-7.0").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

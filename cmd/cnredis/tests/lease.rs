@@ -1,7 +1,7 @@
 //! The primary lease against a real API server (the local cluster, `make e2e-smoke` runs this with
 //! `CNREDIS_E2E_KUBECONFIG`): a primary cut off from the API server fences itself before its lease can
-//! expire for anyone else, comes back by itself once it renews, and fences at once when the operator hands
-//! the lease to another pod.
+//! expire for anyone else (while anonymous status requests keep its API busy), comes back by itself once
+//! it renews, and fences at once when the operator hands the lease to another pod.
 //!
 //! The instance manager runs on the host with a kubeconfig pointing at a TCP relay to the API server; the
 //! test cuts the relay (every open connection and new ones) to cut the manager off.
@@ -185,7 +185,25 @@ async fn primary_fences_itself_when_it_cannot_renew_its_lease() {
         .await
         .unwrap();
 
-    // Cut off: the manager fences itself before the lease it last renewed expires.
+    // Cut off: the manager fences itself before the lease it last renewed expires, however busy its API
+    // is with status requests (they hold the manager's state while they observe the server).
+    let pollers: Vec<_> = (0..4)
+        .map(|_| {
+            let client = cnredis_instance_client::InstanceClient::new(
+                cnredis_pki::anonymous_client_config(h.ca.cert_pem()).unwrap(),
+                Duration::from_secs(10),
+            )
+            .unwrap();
+            let target = h.instance("c-1").target();
+            tokio::spawn(async move {
+                loop {
+                    if client.status(&target).await.is_err() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            })
+        })
+        .collect();
     relay.cut();
     let cut_at = Instant::now();
     eventually(
@@ -206,6 +224,9 @@ async fn primary_fences_itself_when_it_cannot_renew_its_lease() {
     )
     .await;
     let fenced_after = cut_at.elapsed();
+    for poller in pollers {
+        poller.abort();
+    }
     let last_renewal = leases
         .get("c-primary")
         .await

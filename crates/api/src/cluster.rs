@@ -526,6 +526,19 @@ pub struct FailoverSpec {
     #[serde(default = "default_max_sync_lag")]
     #[schemars(range(min = 1, max = 3600))]
     pub max_sync_replica_lag_seconds: i32,
+    /// Duration of the primary lease: a primary that cannot renew it (its API server or network
+    /// unreachable) refuses writes by itself before it runs out, and an unreachable primary is proven
+    /// fenced this long (plus a 2 s margin) after its last renewal. It bounds the failover time of a
+    /// partitioned or frozen primary; shorter leases mean more renewals (one every third of it).
+    #[serde(default = "default_primary_lease")]
+    #[schemars(range(min = 5, max = 300))]
+    pub primary_lease_seconds: i32,
+    /// Seconds a replica whose link to the primary is down stays ready, serving possibly stale reads
+    /// through `-replica`, so that a failing primary is not also a read outage. 0: a replica leaves the
+    /// endpoints as soon as its link drops.
+    #[serde(default = "default_max_stale_read")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub max_stale_read_seconds: i32,
 }
 
 fn default_failover_delay() -> i32 {
@@ -536,12 +549,22 @@ fn default_max_sync_lag() -> i32 {
     10
 }
 
+fn default_primary_lease() -> i32 {
+    15
+}
+
+fn default_max_stale_read() -> i32 {
+    30
+}
+
 impl Default for FailoverSpec {
     fn default() -> Self {
         Self {
             delay_seconds: default_failover_delay(),
             min_sync_replicas: 0,
             max_sync_replica_lag_seconds: default_max_sync_lag(),
+            max_stale_read_seconds: default_max_stale_read(),
+            primary_lease_seconds: default_primary_lease(),
         }
     }
 }
@@ -660,6 +683,75 @@ pub struct RedisClusterStatus {
     /// `metadata.generation` of the spec this status reflects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The primary has been seen failing since then (the failover delay counts from here); absent while
+    /// it is healthy. Kept in the status so that an operator restart does not reset the count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_failing: Option<PrimaryFailing>,
+    /// A failover under way, recorded before its first step so that every step can be resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverProgress>,
+    /// The last completed failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover: Option<FailoverRecord>,
+}
+
+/// Why and since when the primary is seen failing.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrimaryFailing {
+    /// The primary's pod.
+    pub pod: String,
+    /// First observation of the failure.
+    pub since: Time,
+    /// `PodDeleted`, `PodGone`, `ContainerStopped`, `NodeNotReady`, `Unreachable`, `ServerDown`,
+    /// `EmptyAfterRestart`.
+    pub reason: String,
+    /// What was seen, in a sentence.
+    pub message: String,
+}
+
+/// A failover in progress: fence the old primary with proof, choose a replica, promote it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverProgress {
+    /// The failed primary.
+    pub from: String,
+    /// Why it is failed over (a `PrimaryFailing` reason, or `Manual`).
+    pub reason: String,
+    /// When the primary was first seen failing.
+    pub since: Time,
+    /// When the operator decided to fail over.
+    pub started: Time,
+    /// `Fencing` (waiting for proof that the old primary takes no writes), `Promoting`.
+    pub step: String,
+    /// The proof that the old primary takes no writes, once there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence_proof: Option<String>,
+    /// The replica chosen for promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// A completed failover.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverRecord {
+    /// The failed primary.
+    pub from: String,
+    /// The replica promoted in its place.
+    pub to: String,
+    /// Why the primary was failed over (a `PrimaryFailing` reason).
+    pub reason: String,
+    /// When the primary was first seen failing.
+    pub since: Time,
+    pub started: Time,
+    /// When the new primary was named `currentPrimary`.
+    pub completed: Time,
+    /// How the old primary was proven fenced.
+    pub fence_proof: String,
+    /// From the first failing observation to the promotion, as the operator measured it: clients saw at
+    /// least this long without a writable primary (the time before detection adds to it).
+    pub write_unavailable_ms: i64,
 }
 
 /// Replication and health of one instance.
@@ -711,6 +803,8 @@ pub mod condition {
     pub const PRIMARY_AVAILABLE: &str = "PrimaryAvailable";
     /// Every replica is linked to the primary within the lag bound.
     pub const REPLICATION_HEALTHY: &str = "ReplicationHealthy";
+    /// A failover is under way (True), or why the last one could not proceed (False with a reason).
+    pub const FAILOVER: &str = "Failover";
     /// The last backup succeeded.
     pub const LAST_BACKUP_SUCCEEDED: &str = "LastBackupSucceeded";
 }

@@ -1,9 +1,13 @@
 //! RedisCluster reconciliation: observe -> validate -> build -> apply -> status.
 
+pub mod failover;
+pub mod health;
 pub mod observe;
 pub mod plan;
 pub mod quantity;
 pub mod reconcile;
+#[cfg(test)]
+mod report_fixture;
 pub mod resources;
 pub mod status;
 pub mod switchover;

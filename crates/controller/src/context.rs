@@ -1,12 +1,19 @@
 //! What every reconcile shares: the client, the operator's CA and instance-API client, the image the
 //! instance pods bootstrap from, metrics and the event recorder.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use cnredis_api::RedisCluster;
 use cnredis_instance_client::InstanceClient;
 use cnredis_pki::CertificateAuthority;
-use kube::Client;
 use kube::runtime::events::Recorder;
+use kube::{Client, ResourceExt};
 
 use crate::metrics::Metrics;
+
+/// A cluster by namespace and name.
+pub type ClusterKey = (String, String);
 
 pub struct Context {
     pub client: Client,
@@ -17,4 +24,22 @@ pub struct Context {
     pub instance_api: InstanceClient,
     pub metrics: Metrics,
     pub recorder: Recorder,
+    /// The health loop of each cluster, by namespace and name.
+    pub health_loops: Mutex<BTreeMap<ClusterKey, tokio::task::JoinHandle<()>>>,
+    /// One lock per cluster, held by whoever changes its primary (a reconcile, a failover step), so
+    /// that they never interleave.
+    pub acting: Mutex<BTreeMap<ClusterKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Context {
+    /// The lock of `cluster` that reconciles and failover steps take.
+    pub fn acting(&self, cluster: &RedisCluster) -> Arc<tokio::sync::Mutex<()>> {
+        let key = (cluster.namespace().unwrap_or_default(), cluster.name_any());
+        self.acting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default()
+            .clone()
+    }
 }

@@ -1,7 +1,13 @@
 //! Leader election among operator replicas: a `coordination.k8s.io` Lease in the operator's namespace.
 //! Only the holder reconciles; a leader that cannot renew before the lease runs out exits, so that two
 //! replicas never reconcile at once.
+//!
+//! Leadership counts from the moment the last successful renewal was *sent* (the `renewTime` it stores is
+//! never earlier), and ends [`EXPIRY_MARGIN`] before a standby may take the lease over. Every renewal is
+//! bounded by a timeout well under what is left of that, and the end is kept by a thread of its own that
+//! exits the process when it passes, whether or not a renewal call is stuck.
 
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -11,7 +17,73 @@ use kube::{Api, Client};
 
 pub const LEASE_NAME: &str = "cnredis-operator-leader";
 const DURATION: Duration = Duration::from_secs(15);
+/// How long before a standby may take the lease over (`renewTime + DURATION` on its clock) the leader
+/// stops: covers the time the exit takes and clock drift.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(3);
+/// The time between renewals while they succeed.
+const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// The time between attempts after a failed one, and between attempts to take the lease.
 const RETRY: Duration = Duration::from_secs(2);
+/// The longest any one call to take or renew the lease may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long leadership lasts after the sending of a successful renewal (or acquisition).
+const VALID_FOR: Duration = DURATION.saturating_sub(EXPIRY_MARGIN);
+
+/// The timeout of a renewal sent at `now` while leadership ends at `ends`: [`CALL_TIMEOUT`], and at most
+/// half of what is left, so that a renewal that succeeds at the last moment still leaves time to act on.
+/// `None` once leadership has ended.
+fn renewal_timeout(now: Instant, ends: Instant) -> Option<Duration> {
+    let left = ends.checked_duration_since(now).filter(|left| !left.is_zero())?;
+    Some(CALL_TIMEOUT.min(left / 2))
+}
+
+/// The end of this replica's leadership, kept on a plain thread so that nothing on the async runtime
+/// (a stuck renewal, busy workers) can postpone it.
+struct Leadership {
+    valid_for: Duration,
+    ends: Mutex<Instant>,
+    renewed: Condvar,
+}
+
+impl Leadership {
+    /// Leadership taken by a call sent at `acquisition_sent`, lasting `valid_for` after each renewal.
+    fn new(acquisition_sent: Instant, valid_for: Duration) -> Self {
+        Self {
+            valid_for,
+            ends: Mutex::new(acquisition_sent + valid_for),
+            renewed: Condvar::new(),
+        }
+    }
+
+    /// A renewal sent at `sent` succeeded. (A late answer to an older renewal never moves the end back.)
+    fn renewed(&self, sent: Instant) {
+        let mut ends = self.ends.lock().unwrap_or_else(|poison| poison.into_inner());
+        *ends = (*ends).max(sent + self.valid_for);
+        self.renewed.notify_all();
+    }
+
+    fn ends(&self) -> Instant {
+        *self.ends.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Blocks until leadership has ended.
+    fn wait_until_ended(&self) {
+        let mut ends = self.ends.lock().unwrap_or_else(|poison| poison.into_inner());
+        loop {
+            let now = Instant::now();
+            if now >= *ends {
+                return;
+            }
+            let wait = *ends - now;
+            ends = self
+                .renewed
+                .wait_timeout(ends, wait)
+                .unwrap_or_else(|poison| poison.into_inner())
+                .0;
+        }
+    }
+}
 
 /// Tries once to take or renew the lease for `identity`; true when held.
 async fn try_hold(api: &Api<Lease>, identity: &str) -> Result<bool, kube::Error> {
@@ -68,34 +140,55 @@ async fn try_hold(api: &Api<Lease>, identity: &str) -> Result<bool, kube::Error>
 pub async fn lead(client: Client, namespace: &str, identity: String) {
     let api: Api<Lease> = Api::namespaced(client, namespace);
     let mut waiting_logged = false;
-    loop {
-        match try_hold(&api, &identity).await {
-            Ok(true) => break,
-            Ok(false) if !waiting_logged => {
+    let acquired = loop {
+        let sent = Instant::now();
+        match tokio::time::timeout(CALL_TIMEOUT, try_hold(&api, &identity)).await {
+            Ok(Ok(true)) => break sent,
+            Ok(Ok(false)) if !waiting_logged => {
                 tracing::info!(lease = LEASE_NAME, "another operator replica leads; standing by");
                 waiting_logged = true;
             }
-            Ok(false) => {}
-            Err(error) => tracing::warn!(%error, "leader election"),
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "leader election"),
+            Err(_) => tracing::warn!(timeout = ?CALL_TIMEOUT, "leader election: taking the lease timed out"),
         }
         tokio::time::sleep(RETRY).await;
-    }
+    };
     tracing::info!(%identity, "leading");
+    let leadership = std::sync::Arc::new(Leadership::new(acquired, VALID_FOR));
+    let watched = leadership.clone();
+    let spawned = std::thread::Builder::new()
+        .name("leader-expiry".to_string())
+        .spawn(move || {
+            watched.wait_until_ended();
+            tracing::error!("cannot renew the leader lease in time; exiting");
+            std::process::exit(1);
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the leader expiry timer; exiting");
+        std::process::exit(1);
+    }
     tokio::spawn(async move {
-        let mut held_at = Instant::now();
+        let mut delay = RENEW_EVERY;
         loop {
-            tokio::time::sleep(DURATION / 3).await;
-            match try_hold(&api, &identity).await {
-                Ok(true) => held_at = Instant::now(),
-                Ok(false) => {
+            tokio::time::sleep(delay).await;
+            let sent = Instant::now();
+            // Past the end the expiry thread is exiting the process; nothing to send.
+            let Some(timeout) = renewal_timeout(sent, leadership.ends()) else {
+                continue;
+            };
+            delay = RETRY;
+            match tokio::time::timeout(timeout, try_hold(&api, &identity)).await {
+                Ok(Ok(true)) => {
+                    leadership.renewed(sent);
+                    delay = RENEW_EVERY;
+                }
+                Ok(Ok(false)) => {
                     tracing::error!("leadership taken by another replica; exiting");
                     std::process::exit(1);
                 }
-                Err(error) => tracing::warn!(%error, "renewing the leader lease"),
-            }
-            if held_at.elapsed() > DURATION - Duration::from_secs(3) {
-                tracing::error!("cannot renew the leader lease in time; exiting");
-                std::process::exit(1);
+                Ok(Err(error)) => tracing::warn!(%error, "renewing the leader lease"),
+                Err(_) => tracing::warn!(?timeout, "renewing the leader lease timed out"),
             }
         }
     });
@@ -118,5 +211,91 @@ pub async fn release(client: Client, namespace: &str, identity: &str) {
     match api.replace(LEASE_NAME, &PostParams::default(), &lease).await {
         Ok(_) => tracing::info!("released the leader lease"),
         Err(error) => tracing::warn!(%error, "could not release the leader lease"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+    const MILLI: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn leadership_ends_the_margin_before_the_duration_after_the_renewal_was_sent() {
+        let sent = Instant::now();
+        let leadership = Leadership::new(sent, VALID_FOR);
+        assert_eq!(leadership.ends(), sent + 12 * SECOND);
+        // Answered 4 s after it was sent: still counted from the sending.
+        leadership.renewed(sent + 5 * SECOND);
+        assert_eq!(leadership.ends(), sent + 17 * SECOND);
+    }
+
+    #[test]
+    fn a_renewal_is_bounded_well_under_the_remaining_validity() {
+        let sent = Instant::now();
+        let ends = sent + VALID_FOR;
+        // (sent this long after the last success, timeout)
+        let cases = [
+            (5 * SECOND, Some(CALL_TIMEOUT)),
+            (6 * SECOND, Some(CALL_TIMEOUT)),
+            (8 * SECOND, Some(2 * SECOND)),
+            (11 * SECOND, Some(SECOND / 2)),
+            (12 * SECOND, None),
+            (20 * SECOND, None),
+        ];
+        for (after, timeout) in cases {
+            let now = sent + after;
+            assert_eq!(
+                renewal_timeout(now, ends),
+                timeout,
+                "{after:?} after the last renewal"
+            );
+            if let Some(timeout) = timeout {
+                assert!(now + timeout < ends, "a renewal returns before leadership ends");
+            }
+        }
+    }
+
+    #[test]
+    fn a_renewal_that_times_out_leaves_room_for_a_retry_before_leadership_ends() {
+        let sent = Instant::now();
+        let ends = sent + VALID_FOR;
+        let first = sent + RENEW_EVERY;
+        let retry = first + renewal_timeout(first, ends).unwrap() + RETRY;
+        assert!(renewal_timeout(retry, ends).is_some(), "a retry is still sent");
+    }
+
+    #[test]
+    fn a_late_answer_to_an_older_renewal_never_moves_the_end_back() {
+        let start = Instant::now();
+        let leadership = Leadership::new(start, VALID_FOR);
+        leadership.renewed(start + 5 * SECOND);
+        leadership.renewed(start + 2 * SECOND);
+        assert_eq!(leadership.ends(), start + 17 * SECOND);
+    }
+
+    #[test]
+    fn the_expiry_timer_fires_at_the_end_unless_a_renewal_postpones_it() {
+        // Leadership valid 300 ms after each renewal; a renewal 150 ms in postpones the end to 450 ms.
+        let valid_for = 300 * MILLI;
+        let start = Instant::now();
+        let leadership = std::sync::Arc::new(Leadership::new(start, valid_for));
+        let waiting = leadership.clone();
+        let timer = std::thread::spawn(move || {
+            waiting.wait_until_ended();
+            Instant::now()
+        });
+        let renewal = start + 150 * MILLI;
+        std::thread::sleep(renewal.saturating_duration_since(Instant::now()));
+        leadership.renewed(renewal);
+        let ended = timer.join().unwrap();
+        let late = ended.saturating_duration_since(renewal + valid_for);
+        assert!(
+            ended >= renewal + valid_for,
+            "fired early, {:?} in",
+            ended - start
+        );
+        assert!(late < 200 * MILLI, "fired {late:?} late");
     }
 }

@@ -19,6 +19,11 @@ struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailoverLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceLabels {
     namespace: String,
     cluster: String,
@@ -33,6 +38,11 @@ pub struct Metrics {
     duration: Histogram,
     instances: Family<InstanceLabels, Gauge>,
     switchover_unavailability: Histogram,
+    failovers: Family<FailoverLabels, Counter>,
+    failovers_completed: Family<FailoverLabels, Counter>,
+    failover_detection: Histogram,
+    failover_duration: Histogram,
+    failover_unavailability: Histogram,
     /// Serialises rendering with updates of the instance gauges.
     lock: Arc<Mutex<()>>,
 }
@@ -62,8 +72,44 @@ impl Default for Metrics {
             "Time the primary refused writes during a switchover",
             switchover_unavailability.clone(),
         );
+        let failovers = Family::<FailoverLabels, Counter>::default();
+        registry.register(
+            "failovers_started",
+            "Failovers started, by the reason the primary failed",
+            failovers.clone(),
+        );
+        let failovers_completed = Family::<FailoverLabels, Counter>::default();
+        registry.register(
+            "failovers_completed",
+            "Failovers completed, by the reason the primary failed",
+            failovers_completed.clone(),
+        );
+        let buckets = [0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
+        let failover_detection = Histogram::new(buckets);
+        registry.register(
+            "failover_detection_seconds",
+            "From the first failing poll of the primary to the decision to fail over",
+            failover_detection.clone(),
+        );
+        let failover_duration = Histogram::new(buckets);
+        registry.register(
+            "failover_duration_seconds",
+            "From the decision to fail over to the promotion of the new primary",
+            failover_duration.clone(),
+        );
+        let failover_unavailability = Histogram::new(buckets);
+        registry.register(
+            "failover_write_unavailability_seconds",
+            "From the first failing poll of the primary to the promotion of the new primary",
+            failover_unavailability.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            failovers,
+            failovers_completed,
+            failover_detection,
+            failover_duration,
+            failover_unavailability,
             reconciles,
             errors,
             duration,
@@ -89,6 +135,23 @@ impl Metrics {
 
     pub fn switchover(&self, unavailable: Duration) {
         self.switchover_unavailability.observe(unavailable.as_secs_f64());
+    }
+
+    pub fn failover_started(&self, reason: &str, detection: Duration) {
+        let labels = FailoverLabels {
+            reason: reason.to_string(),
+        };
+        self.failovers.get_or_create(&labels).inc();
+        self.failover_detection.observe(detection.as_secs_f64());
+    }
+
+    pub fn failover_completed(&self, reason: &str, took: Duration, unavailable: Duration) {
+        let labels = FailoverLabels {
+            reason: reason.to_string(),
+        };
+        self.failovers_completed.get_or_create(&labels).inc();
+        self.failover_duration.observe(took.as_secs_f64());
+        self.failover_unavailability.observe(unavailable.as_secs_f64());
     }
 
     pub fn observe_instances(&self, namespace: &str, cluster: &str, world: &World) {

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use crate::cluster::observe::POLL_TIMEOUT;
@@ -86,6 +86,8 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
         instance_api,
         metrics,
         recorder,
+        health_loops: Default::default(),
+        acting: Default::default(),
     });
 
     let namespaces: Vec<Option<String>> = if options.watch_namespaces.is_empty() {
@@ -121,7 +123,13 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
             secrets,
         } = scoped(client.clone());
         let owned = || watcher::Config::default().labels(cnredis_api::names::LABEL_CLUSTER);
-        Controller::new(clusters, watcher::Config::default())
+        let (reader, writer) = kube::runtime::reflector::store();
+        let changes = watcher(clusters, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(worth_reconciling, Default::default());
+        Controller::for_stream(changes, reader)
             .owns(pods, owned())
             .owns(pvcs, owned())
             .owns(services, owned())
@@ -139,6 +147,31 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
         crate::leader::release(client, &options.namespace, &options.pod_name).await;
     }
     Ok(())
+}
+
+/// What of a RedisCluster a reconcile acts on: the spec (its generation), the fencing annotation, the
+/// primary fields of the status and a recorded failover, and its deletion. Status writes of figures
+/// (offsets, counts, phase) change none of these, so they do not wake a reconcile; the periodic requeue
+/// and the owned objects' watches do.
+fn worth_reconciling(cluster: &RedisCluster) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let status = cluster.status.clone().unwrap_or_default();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    cluster.metadata.generation.hash(&mut hasher);
+    cluster.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    cluster
+        .annotations()
+        .get(cnredis_api::names::ANNOTATION_FENCED_INSTANCES)
+        .hash(&mut hasher);
+    status.target_primary.hash(&mut hasher);
+    status.current_primary.hash(&mut hasher);
+    status
+        .failover
+        .as_ref()
+        .map(|f| (&f.from, &f.to, &f.step))
+        .hash(&mut hasher);
+    status.primary_failing.as_ref().map(|f| &f.pod).hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 async fn serve_health(addr: SocketAddr, metrics: Metrics, leading: Arc<AtomicBool>) {

@@ -57,6 +57,10 @@ pub struct InstanceReport {
     /// This pod should be primary but restarted with no dataset while the cluster records data: the
     /// operator must fail over rather than let replicas copy it.
     pub empty_after_restart: bool,
+    /// This pod was the primary and its server restarted while the replicas hold data: it stays isolated
+    /// and fenced (its dataset may be behind theirs) until the operator fails over.
+    #[serde(default)]
+    pub restarted_primary: bool,
     /// `/readyz` answers 200.
     pub ready: bool,
     pub replication: Replication,
@@ -108,6 +112,11 @@ pub struct Replication {
     pub lag_seconds: Option<i64>,
     /// A full synchronisation is running.
     pub sync_in_progress: bool,
+    /// Seconds since the instance manager first saw a replica's link down (or a synchronisation running)
+    /// after it was last up; absent while the link is up. A replica that was in sync stays ready for
+    /// `spec.failover.maxStaleReadSeconds` of it, serving reads that may be that stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_down_seconds: Option<u64>,
     /// Replicas connected to this server (a primary's view).
     pub connected_replicas: Vec<ConnectedReplica>,
 }

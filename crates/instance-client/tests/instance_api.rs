@@ -113,6 +113,7 @@ fn report(pod: &str) -> InstanceReport {
         fenced: false,
         fence_reasons: vec![],
         empty_after_restart: false,
+        restarted_primary: false,
         ready: true,
         replication: wire::Replication::default(),
         dataset: wire::Dataset {

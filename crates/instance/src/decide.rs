@@ -9,6 +9,11 @@
 //! - empty primary: a primary that came back with no dataset while the cluster records data never serves
 //!   writes and says so, so that the operator fails over instead of letting replicas copy an empty dataset;
 //! - self-fencing: a primary whose lease ran out refuses writes until the operator confirms it.
+//!
+//! Readiness ([`readiness`]) lives here too: a replica that was in sync keeps serving (stale) reads for
+//! `spec.failover.maxStaleReadSeconds` after its link to the primary went down.
+
+use std::time::{Duration, Instant};
 
 /// Replication role as the server reports it (`INFO replication`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +55,12 @@ pub struct Observed {
     /// The server has no dataset of its own: no keys, and it neither loaded a persistence file nor
     /// completed a synchronisation since it started. (A synced replica of an empty primary is not empty.)
     pub empty: bool,
+    /// The server is loading its dataset (`loading:1`) and answers reads with `LOADING`.
+    pub loading: bool,
+    /// The server was started while this pod already was the cluster's primary (a restart of the
+    /// primary, see [`is_primary_restart`]): its dataset is what its files held, possibly behind the
+    /// replicas, which acknowledged writes it lost.
+    pub restarted_primary: bool,
     pub lease: LeaseState,
 }
 
@@ -81,6 +92,9 @@ pub enum FenceReason {
     Requested,
     /// This pod is to be primary but its dataset restarted empty while the cluster records data.
     EmptyAfterRestart,
+    /// This pod was the primary and its server restarted while replicas hold data: its dataset may be
+    /// behind theirs, so it waits, isolated, for the operator to fail over.
+    RestartedPrimary,
     /// The primary lease ran out and the operator has not confirmed this pod since.
     LeaseExpired,
     /// The cluster had a primary, but none this pod could replicate from is known now.
@@ -154,6 +168,8 @@ pub fn fence_reasons(observed: &Observed, desired: &Desired) -> Vec<FenceReason>
     }
     if empty_after_restart(observed, desired, &role) {
         reasons.push(FenceReason::EmptyAfterRestart);
+    } else if restarted_primary(observed, desired, &role) {
+        reasons.push(FenceReason::RestartedPrimary);
     }
     if observed.lease == LeaseState::Expired && !desired.confirmed_primary {
         reasons.push(FenceReason::LeaseExpired);
@@ -168,6 +184,24 @@ fn empty_after_restart(observed: &Observed, desired: &Desired, role: &IntendedRo
     *role == IntendedRole::Primary && observed.empty && desired.cluster_has_data
 }
 
+fn restarted_primary(observed: &Observed, desired: &Desired, role: &IntendedRole) -> bool {
+    *role == IntendedRole::Primary && observed.restarted_primary && desired.cluster_has_data
+}
+
+/// A start of the server of the pod the status names current and target primary, in a cluster whose
+/// replicas hold data: the primary restarted (its server crashed, its container or pod was restarted).
+/// Whatever its files hold may be behind the replicas (an RDB is a past snapshot; an AOF loses up to a
+/// second with `appendfsync everysec`), and replicas that resynced from it would drop writes they had
+/// acknowledged. So it starts isolated and fenced, and the operator fails over to the most advanced
+/// replica.
+pub fn is_primary_restart(desired: &Desired) -> bool {
+    let me = Some(desired.pod_name.as_str());
+    desired.initialized
+        && desired.target_primary.as_deref() == me
+        && desired.current_primary.as_deref() == me
+        && desired.cluster_has_data
+}
+
 /// The actions that bring the server to what the cluster wants, in execution order: report, fence, role
 /// change, disconnect, unfence. Idempotent: for a server already in the wanted state only the report of
 /// an empty primary remains.
@@ -178,6 +212,7 @@ pub fn decide(observed: &Observed, desired: &Desired) -> Vec<Action> {
     let role = intended_role(observed, desired);
     let reasons = fence_reasons(observed, desired);
     let empty = empty_after_restart(observed, desired, &role);
+    let restarted = restarted_primary(observed, desired, &role);
     let mut actions = Vec::new();
 
     if empty {
@@ -190,7 +225,8 @@ pub fn decide(observed: &Observed, desired: &Desired) -> Vec<Action> {
     }
     match role {
         // An empty pod is never made a primary: replicas would copy its empty dataset.
-        IntendedRole::Primary if empty => {}
+        // Nor is a restarted primary: its dataset may be behind the replicas'.
+        IntendedRole::Primary if empty || restarted => {}
         IntendedRole::Primary => {
             if observed.role != ServerRole::Primary {
                 actions.push(Action::PromoteToPrimary);
@@ -238,7 +274,7 @@ pub fn boot_plan(desired: &Desired, dataset_on_disk: bool) -> (BootRole, bool) {
     let me = Some(desired.pod_name.as_str());
     let empty_guard = !dataset_on_disk && desired.cluster_has_data;
     let role = if desired.target_primary.as_deref() == me {
-        if empty_guard {
+        if empty_guard || is_primary_restart(desired) {
             BootRole::Isolated
         } else {
             BootRole::Primary
@@ -255,20 +291,105 @@ pub fn boot_plan(desired: &Desired, dataset_on_disk: bool) -> (BootRole, bool) {
     (role, fenced)
 }
 
-/// Readiness (`GET /readyz`): the server answers and, for a replica, its link is up and its initial sync
-/// is complete. Fencing does not change readiness; the operator takes a fenced primary out of `-leader` by
-/// its role label.
-pub fn is_ready(observed: &Observed) -> bool {
-    observed.answered
-        && match observed.role {
-            ServerRole::Primary => true,
+/// What the instance manager remembers of its server's replication link from one observation to the next,
+/// on its own monotonic clock. Starts afresh with every start of the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkHistory {
+    /// The server has been a replica with its link up and no synchronisation running since it started:
+    /// its dataset is a copy of the primary's, however old. A primary that becomes a replica is not
+    /// synced until it has synchronised with its new primary (it may hold writes nobody else has).
+    pub synced: bool,
+    /// When the manager first saw the link down (or a synchronisation running) since it was last up.
+    pub down_since: Option<Instant>,
+}
+
+impl LinkHistory {
+    /// Folds in the role of one observation made at `now`. A server that did not answer changes nothing.
+    pub fn observe(&mut self, role: &ServerRole, now: Instant) {
+        match role {
             ServerRole::Replica {
-                link_up,
-                sync_in_progress,
+                link_up: true,
+                sync_in_progress: false,
                 ..
-            } => link_up && !sync_in_progress,
-            ServerRole::Unknown => false,
+            } => {
+                self.synced = true;
+                self.down_since = None;
+            }
+            ServerRole::Replica { .. } => {
+                self.down_since.get_or_insert(now);
+            }
+            ServerRole::Primary => *self = Self::default(),
+            ServerRole::Unknown => {}
         }
+    }
+
+    /// How long the link has been down at `now`; `None` while it is up.
+    pub fn down_for(&self, now: Instant) -> Option<Duration> {
+        self.down_since.map(|since| now.saturating_duration_since(since))
+    }
+}
+
+/// Readiness (`GET /readyz`, `ready` in `/v1/status`): whether the pod belongs in its Services' endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// A primary, or a replica linked to its primary with no synchronisation running.
+    Ready,
+    /// A replica that was in sync and whose link has been down for less than the stale-read bound: it
+    /// keeps serving reads, so that a failing primary is not also a read outage.
+    ServingStale {
+        link_down_for: Duration,
+    },
+    NotReady(NotReady),
+}
+
+/// Why a pod is not ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    /// The server does not answer.
+    NotAnswering,
+    /// The server answers but its role cannot be read.
+    RoleUnknown,
+    /// The server is loading its dataset and refuses reads.
+    Loading,
+    /// A replica that has not completed a synchronisation since it started, and is not linked now.
+    NeverSynced,
+    /// A replica whose link has been down for the stale-read bound or longer.
+    LinkDownTooLong { link_down_for: Duration },
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        !matches!(self, Self::NotReady(_))
+    }
+}
+
+/// Readiness of a server as observed, given its link history and `spec.failover.maxStaleReadSeconds`
+/// (`max_stale`; zero: a replica is not ready as soon as its link is down). Fencing does not change
+/// readiness; the operator takes a fenced primary out of `-leader` by its role label.
+pub fn readiness(observed: &Observed, link: &LinkHistory, max_stale: Duration, now: Instant) -> Readiness {
+    if !observed.answered {
+        return Readiness::NotReady(NotReady::NotAnswering);
+    }
+    match observed.role {
+        ServerRole::Primary => Readiness::Ready,
+        ServerRole::Unknown => Readiness::NotReady(NotReady::RoleUnknown),
+        ServerRole::Replica { .. } if observed.loading => Readiness::NotReady(NotReady::Loading),
+        ServerRole::Replica {
+            link_up: true,
+            sync_in_progress: false,
+            ..
+        } => Readiness::Ready,
+        ServerRole::Replica { .. } if !link.synced => Readiness::NotReady(NotReady::NeverSynced),
+        ServerRole::Replica { .. } => {
+            // Not seen down yet (the history is folded in after this observation): down for no time.
+            let link_down_for = link.down_for(now).unwrap_or_default();
+            if link_down_for < max_stale {
+                Readiness::ServingStale { link_down_for }
+            } else {
+                Readiness::NotReady(NotReady::LinkDownTooLong { link_down_for })
+            }
+        }
+    }
 }
 
 #[cfg(test)]

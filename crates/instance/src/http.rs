@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
@@ -23,7 +23,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tower_service::Service;
 
-use crate::decide;
+use crate::decide::ServerRole;
+use crate::decide::{NotReady, Readiness};
 use crate::manager::{Manager, ManagerError, fence_reason_name, wire_role};
 use crate::metrics::{self, ManagerMetrics};
 use crate::source::Address;
@@ -184,19 +185,39 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(manager): State<Arc<Manager>>) -> Response {
-    let mut state = manager.state.lock().await;
-    manager.observe(&mut state).await;
-    match &state.observed {
-        Some(observed) if decide::is_ready(observed) => (StatusCode::OK, "ready").into_response(),
-        Some(observed) if !observed.answered => {
-            (StatusCode::SERVICE_UNAVAILABLE, "server not answering").into_response()
-        }
-        Some(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "replication link down or syncing",
+    let readiness = {
+        let mut state = manager.state.lock().await;
+        manager.observe(&mut state).await;
+        manager.readiness(&state)
+    };
+    let unavailable = |why: String| (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    match readiness {
+        Some(Readiness::Ready) => (StatusCode::OK, "ready").into_response(),
+        Some(Readiness::ServingStale { link_down_for }) => (
+            StatusCode::OK,
+            format!(
+                "ready: replication link down for {}s, serving stale reads",
+                link_down_for.as_secs()
+            ),
         )
             .into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response(),
+        Some(Readiness::NotReady(why)) => unavailable(why_not_ready(why)),
+        None => unavailable("starting".to_string()),
+    }
+}
+
+fn why_not_ready(why: NotReady) -> String {
+    match why {
+        NotReady::NotAnswering => "server not answering".to_string(),
+        NotReady::RoleUnknown => "replication role unknown".to_string(),
+        NotReady::Loading => "loading the dataset".to_string(),
+        NotReady::NeverSynced => {
+            "replication link down or syncing, and not in sync since the server started".to_string()
+        }
+        NotReady::LinkDownTooLong { link_down_for } => format!(
+            "replication link down for {}s, not less than spec.failover.maxStaleReadSeconds",
+            link_down_for.as_secs()
+        ),
     }
 }
 
@@ -280,8 +301,17 @@ pub async fn report(manager: &Manager) -> wire::InstanceReport {
             .map(|r| fence_reason_name(*r))
             .collect(),
         empty_after_restart: state.empty_after_restart,
-        ready: observed.is_some_and(decide::is_ready),
-        replication: info.map(|info| info.replication()).unwrap_or_default(),
+        restarted_primary: state.restarted_primary,
+        ready: manager
+            .readiness(&state)
+            .is_some_and(|readiness| readiness.is_ready()),
+        replication: wire::Replication {
+            link_down_seconds: observed
+                .filter(|o| matches!(o.role, ServerRole::Replica { .. }))
+                .and_then(|_| state.link.down_for(Instant::now()))
+                .map(|down| down.as_secs()),
+            ..info.map(|info| info.replication()).unwrap_or_default()
+        },
         dataset: info.map(|info| info.dataset()).unwrap_or_default(),
         persistence: info
             .map(|info| info.persistence(mode, state.loaded_from_disk))

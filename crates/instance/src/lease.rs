@@ -29,7 +29,9 @@ pub enum LeaseError {
     Api(#[from] kube::Error),
 }
 
-/// What this pod knows of its hold on the lease, as plain data.
+/// What this pod knows of its hold on the lease, as plain data. It lives in a `tokio::sync::watch`
+/// channel ([`crate::manager::Manager::lease_clock`]): every change wakes the watchdog, and no lock on it is
+/// ever held across an await, so neither the loop nor the API can delay the self-fence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseClock {
     pub duration: Duration,
@@ -37,6 +39,31 @@ pub struct LeaseClock {
     pub renewed_at: Option<Instant>,
     /// Another pod took the lease since.
     pub lost: bool,
+    /// The server last reported itself primary (or is being promoted): only a primary is fenced when the
+    /// lease runs out. A server that does not answer keeps the last role it reported.
+    pub primary: bool,
+    /// The last observation of the server got an answer. Renewals stop while it does not (as for a
+    /// replica), so that the stored lease runs out and proves to the operator that this pod is fenced;
+    /// unlike a replica's, the hold is kept, and the watchdog fences the server once it answers again.
+    pub answering: bool,
+    /// The operator confirmed this pod as primary after the current expiry (`POST /v1/unfence`); the
+    /// next renewal ends the confirmation.
+    pub confirmed: bool,
+    /// When the watchdog fenced the server for the current expiry.
+    pub self_fenced_at: Option<Instant>,
+}
+
+/// What the lease watchdog must do at one instant, from the [`LeaseClock`] alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchdogStep {
+    /// Nothing can expire: no lease is held, or the pod is not primary, or the operator confirmed it.
+    /// Wait for the clock to change.
+    Idle,
+    /// The lease is held until this instant (its local expiry); look again then, or when the clock
+    /// changes.
+    SleepUntil(Instant),
+    /// The lease ran out (or was taken) while this pod acts as primary: its server must refuse writes.
+    Fence,
 }
 
 impl LeaseClock {
@@ -45,34 +72,81 @@ impl LeaseClock {
             duration,
             renewed_at: None,
             lost: false,
+            primary: false,
+            answering: false,
+            confirmed: false,
+            self_fenced_at: None,
         }
+    }
+
+    /// The local expiry: `duration - margin` after the sending of the last successful renewal.
+    pub fn expires_at(&self) -> Option<Instant> {
+        let valid_for = self.duration.saturating_sub(EXPIRY_MARGIN);
+        self.renewed_at.map(|renewed| renewed + valid_for)
     }
 
     /// The lease state as [`crate::decide`] sees it. `primary` says whether this pod acts as primary
     /// (its server is one, or it is being promoted).
     pub fn state(&self, primary: bool, now: Instant) -> LeaseState {
-        let valid_for = self.duration.saturating_sub(EXPIRY_MARGIN);
-        match self.renewed_at {
+        match self.expires_at() {
             _ if self.lost && primary => LeaseState::Expired,
-            Some(renewed) if now.duration_since(renewed) < valid_for && !self.lost => LeaseState::Held,
+            Some(expiry) if now < expiry && !self.lost => LeaseState::Held,
             Some(_) if primary => LeaseState::Expired,
             _ => LeaseState::NotPrimary,
         }
     }
 
+    /// The watchdog's next step. It fences exactly when [`Self::state`] says `Expired` for the role the
+    /// server last reported and the operator has not confirmed the pod: the same rule as the loop's
+    /// `leaseExpired` fence reason, enforced on a timer of its own.
+    pub fn watchdog_step(&self, now: Instant) -> WatchdogStep {
+        match (self.state(self.primary, now), self.expires_at()) {
+            (LeaseState::Expired, _) if !self.confirmed => WatchdogStep::Fence,
+            (LeaseState::Held, Some(expiry)) => WatchdogStep::SleepUntil(expiry),
+            _ => WatchdogStep::Idle,
+        }
+    }
+
+    /// Folds in one observation of the server: `Some(primary)` when it answered, `None` when it did not.
+    /// Returns whether anything changed.
+    pub fn observed(&mut self, primary: Option<bool>) -> bool {
+        let before = (self.primary, self.answering);
+        self.answering = primary.is_some();
+        self.primary = primary.unwrap_or(self.primary);
+        before != (self.primary, self.answering)
+    }
+
+    /// Whether to renew the lease now: the server answers as primary.
+    pub fn should_renew(&self) -> bool {
+        self.primary && self.answering
+    }
+
     pub fn renewed(&mut self, sent_at: Instant) {
         self.renewed_at = Some(sent_at);
         self.lost = false;
+        self.confirmed = false;
+        self.self_fenced_at = None;
     }
 
     pub fn lost(&mut self) {
         self.lost = true;
     }
 
+    /// The operator confirms this pod as primary: it only means something once the lease has expired,
+    /// and it holds until the next renewal. (A confirmation given while the lease is held would
+    /// otherwise disarm the watchdog for an expiry nobody has seen yet.)
+    pub fn confirm(&mut self, now: Instant) {
+        if self.state(true, now) == LeaseState::Expired {
+            self.confirmed = true;
+        }
+    }
+
     /// Forgets the lease once this pod is no longer the primary.
     pub fn released(&mut self) {
         self.renewed_at = None;
         self.lost = false;
+        self.confirmed = false;
+        self.self_fenced_at = None;
     }
 }
 
@@ -202,6 +276,102 @@ mod tests {
         assert_eq!(clock.state(true, start + 20 * SECOND), LeaseState::Expired);
         clock.renewed(start + 20 * SECOND);
         assert_eq!(clock.state(true, start + 21 * SECOND), LeaseState::Held);
+    }
+
+    /// A primary whose lease was renewed at `start`.
+    fn primary_renewed_at(start: Instant) -> LeaseClock {
+        let mut clock = LeaseClock::new(15 * SECOND);
+        clock.observed(Some(true));
+        clock.renewed(start);
+        clock
+    }
+
+    #[test]
+    fn the_watchdog_sleeps_until_the_margin_before_the_duration_then_fences() {
+        let start = Instant::now();
+        let clock = primary_renewed_at(start);
+        let expiry = start + 13 * SECOND;
+        assert_eq!(clock.expires_at(), Some(expiry));
+        for at in [start, start + 5 * SECOND, expiry - Duration::from_millis(1)] {
+            assert_eq!(clock.watchdog_step(at), WatchdogStep::SleepUntil(expiry));
+        }
+        assert_eq!(clock.watchdog_step(expiry), WatchdogStep::Fence);
+        assert_eq!(clock.watchdog_step(expiry + 60 * SECOND), WatchdogStep::Fence);
+    }
+
+    #[test]
+    fn the_watchdog_fences_exactly_when_the_loop_sees_the_lease_expired() {
+        let start = Instant::now();
+        let clock = primary_renewed_at(start);
+        for millis in (0..20_000).step_by(250) {
+            let at = start + Duration::from_millis(millis);
+            assert_eq!(
+                clock.watchdog_step(at) == WatchdogStep::Fence,
+                clock.state(true, at) == LeaseState::Expired,
+                "{millis} ms after the renewal"
+            );
+        }
+    }
+
+    #[test]
+    fn a_renewal_sent_before_the_expiry_moves_the_watchdog_on() {
+        let start = Instant::now();
+        let mut clock = primary_renewed_at(start);
+        // Sent at 5 s, answered only after the first expiry: valid from when it was sent.
+        clock.renewed(start + 5 * SECOND);
+        assert_eq!(
+            clock.watchdog_step(start + 14 * SECOND),
+            WatchdogStep::SleepUntil(start + 18 * SECOND)
+        );
+    }
+
+    #[test]
+    fn a_lease_taken_by_another_pod_fences_at_once() {
+        let start = Instant::now();
+        let mut clock = primary_renewed_at(start);
+        clock.lost();
+        assert_eq!(clock.watchdog_step(start + SECOND), WatchdogStep::Fence);
+    }
+
+    #[test]
+    fn the_watchdog_leaves_replicas_and_pods_without_a_lease_alone() {
+        let start = Instant::now();
+        assert_eq!(
+            LeaseClock::new(15 * SECOND).watchdog_step(start),
+            WatchdogStep::Idle
+        );
+        let mut replica = primary_renewed_at(start);
+        replica.observed(Some(false));
+        assert_eq!(replica.watchdog_step(start + 20 * SECOND), WatchdogStep::Idle);
+        let mut demoted = primary_renewed_at(start);
+        demoted.released();
+        assert_eq!(demoted.watchdog_step(start + 20 * SECOND), WatchdogStep::Idle);
+    }
+
+    #[test]
+    fn a_primary_that_stops_answering_keeps_its_hold_but_is_not_renewed() {
+        let start = Instant::now();
+        let mut clock = primary_renewed_at(start);
+        assert!(clock.should_renew());
+        clock.observed(None);
+        assert!(!clock.should_renew());
+        assert_eq!(clock.watchdog_step(start + 13 * SECOND), WatchdogStep::Fence);
+        clock.observed(Some(true));
+        assert!(clock.should_renew());
+    }
+
+    #[test]
+    fn a_confirmation_counts_only_for_an_expired_lease_and_until_the_next_renewal() {
+        let start = Instant::now();
+        let mut clock = primary_renewed_at(start);
+        clock.confirm(start + SECOND);
+        assert!(!clock.confirmed, "nothing to confirm while the lease is held");
+        assert_eq!(clock.watchdog_step(start + 13 * SECOND), WatchdogStep::Fence);
+        clock.confirm(start + 14 * SECOND);
+        assert_eq!(clock.watchdog_step(start + 14 * SECOND), WatchdogStep::Idle);
+        clock.renewed(start + 20 * SECOND);
+        assert!(!clock.confirmed);
+        assert_eq!(clock.watchdog_step(start + 33 * SECOND), WatchdogStep::Fence);
     }
 
     #[test]

@@ -16,3 +16,4 @@ pub mod run;
 pub mod server;
 pub mod source;
 pub mod supervisor;
+pub mod watchdog;

@@ -1,7 +1,8 @@
 //! The instance manager's loop: observe the server (`INFO`, the fence, the lease), build what the cluster
 //! wants of this pod from its RedisCluster, [`decide`], execute the actions, and apply configuration
 //! changes live. The HTTP API goes through the same [`Manager`], so a request and the loop never act on the
-//! server at the same time.
+//! server at the same time. The lease is the exception: its clock sits outside the shared state, and the
+//! [`crate::watchdog`] fences on its own timer and connection when the lease runs out.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,12 +11,12 @@ use std::time::{Duration, Instant};
 use cnredis_api::names::ANNOTATION_FENCED_INSTANCES;
 use cnredis_api::names::FencedInstances;
 use cnredis_instance_client::wire;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 use crate::config::{self, ConfigInput, Engine};
-use crate::decide::{self, Action, Desired, FenceReason, LeaseState, Observed, ServerRole};
+use crate::decide::{self, Action, Desired, FenceReason, LeaseState, LinkHistory, Observed, ServerRole};
 use crate::info::ServerInfo;
-use crate::lease::{LeaseClock, PrimaryLease};
+use crate::lease::{LeaseClock, PrimaryLease, WatchdogStep};
 use crate::server::{ServerClient, ServerError};
 use crate::source::{Address, ClusterView, ClusterWatch};
 
@@ -56,6 +57,8 @@ pub enum ManagerError {
     IsTargetPrimary,
     #[error("the dataset restarted empty while the cluster records data: fail over instead")]
     EmptyAfterRestart,
+    #[error("the primary's server restarted and its dataset may be behind the replicas': fail over instead")]
+    RestartedPrimary,
     #[error("still refusing writes: {0}")]
     StillFenced(String),
     #[error("the cluster's RedisCluster has not been read yet")]
@@ -79,6 +82,7 @@ impl ManagerError {
             Self::NotTargetPrimary(_) => "notTargetPrimary",
             Self::IsTargetPrimary => "isTargetPrimary",
             Self::EmptyAfterRestart => "emptyAfterRestart",
+            Self::RestartedPrimary => "restartedPrimary",
             Self::StillFenced(_) => "stillFenced",
             Self::NoClusterView => "noClusterView",
             Self::Server(_) => "serverError",
@@ -96,6 +100,9 @@ pub struct State {
     pub observed: Option<Observed>,
     pub fence_reasons: Vec<FenceReason>,
     pub empty_after_restart: bool,
+    /// The server was started as a restart of the primary ([`decide::is_primary_restart`]): isolated and
+    /// fenced until the operator fails over. Forgotten once the status names another target primary.
+    pub restarted_primary: bool,
     pub lease: wire::LeaseStatus,
     pub pending_restart: Vec<String>,
     pub last_error: Option<String>,
@@ -108,23 +115,28 @@ pub struct State {
     pub had_data: bool,
     /// The operator asked for a fence through the API.
     pub api_fence: bool,
-    /// The operator confirmed this pod as primary after its lease expired (`POST /v1/unfence`).
-    pub confirmed_primary: bool,
     /// The operator asked this pod to follow another primary before the status says so.
     pub demoted_to: Option<Address>,
     /// The configuration the server runs with (the file it started with plus live changes).
     pub running_config: Option<String>,
     pub password: Option<String>,
-    pub lease_clock: LeaseClock,
+    /// The replica's link across observations since the server started, for readiness.
+    pub link: LinkHistory,
 }
 
 /// The instance manager: identity, server connection, cluster view, lease, and the shared state.
 pub struct Manager {
     pub identity: Identity,
     pub engine: Engine,
+    /// The connection the loop, the API and the metrics share.
     pub server: ServerClient,
+    /// The lease watchdog's own connection: nothing else uses it, so nothing else can hold it up.
+    pub watchdog_server: Arc<ServerClient>,
     pub cluster: ClusterWatch,
     pub lease: Option<PrimaryLease>,
+    /// This pod's hold on the primary lease. Outside [`State`]: the renewals, the watchdog and the loop
+    /// read and change it without waiting for each other.
+    pub lease_clock: watch::Sender<LeaseClock>,
     pub started: Instant,
     pub state: Mutex<State>,
 }
@@ -143,16 +155,19 @@ impl Manager {
         let lease_duration = lease.as_ref().map(PrimaryLease::duration).unwrap_or_default();
         Arc::new(Self {
             server: ServerClient::new(identity.socket_path(), password.clone()),
+            watchdog_server: Arc::new(ServerClient::new(identity.socket_path(), password.clone())),
             identity,
             engine,
             cluster,
             lease,
+            lease_clock: watch::Sender::new(LeaseClock::new(lease_duration)),
             started: Instant::now(),
             state: Mutex::new(State {
                 server_info: None,
                 observed: None,
                 fence_reasons: Vec::new(),
                 empty_after_restart: false,
+                restarted_primary: false,
                 lease: wire::LeaseStatus::Disabled,
                 pending_restart: Vec::new(),
                 last_error: None,
@@ -161,11 +176,10 @@ impl Manager {
                 loaded_from_disk: false,
                 had_data: false,
                 api_fence: false,
-                confirmed_primary: false,
                 demoted_to: None,
                 running_config: None,
                 password,
-                lease_clock: LeaseClock::new(lease_duration),
+                link: LinkHistory::default(),
             }),
         })
     }
@@ -194,13 +208,20 @@ impl Manager {
             target_primary: status.target_primary.clone(),
             initialized: status.current_primary.is_some(),
             cluster_has_data,
-            fence_requested: annotated || state.api_fence,
+            // A failover away from this pod is recorded before the operator fences it: a restart in
+            // between must not boot an unfenced primary.
+            fence_requested: annotated
+                || state.api_fence
+                || status
+                    .failover
+                    .as_ref()
+                    .is_some_and(|failover| failover.from == *me),
             primary_address: status
                 .current_primary
                 .as_ref()
                 .and_then(|primary| view.addresses.get(primary))
                 .map(Address::to_string),
-            confirmed_primary: state.confirmed_primary,
+            confirmed_primary: self.lease_clock.borrow().confirmed,
         };
         if let Some(address) = &state.demoted_to
             && desired.target_primary.as_deref() != Some(me)
@@ -211,6 +232,46 @@ impl Manager {
             desired.primary_address = Some(address.to_string());
         }
         desired
+    }
+
+    /// Readiness from the latest observation, with the cluster's stale-read bound; `None` before the first
+    /// observation.
+    pub fn readiness(&self, state: &State) -> Option<decide::Readiness> {
+        let max_stale = self
+            .cluster
+            .current()
+            .map(|view| max_stale_read(&view.cluster.spec.failover))
+            .unwrap_or_default();
+        let observed = state.observed.as_ref()?;
+        Some(decide::readiness(
+            observed,
+            &state.link,
+            max_stale,
+            Instant::now(),
+        ))
+    }
+
+    /// The lease has run out while this pod acts as primary and nobody confirmed it: the server must
+    /// refuse writes whatever the last observation said.
+    pub fn lease_must_fence(&self) -> bool {
+        self.lease.is_some() && self.lease_clock.borrow().watchdog_step(Instant::now()) == WatchdogStep::Fence
+    }
+
+    /// Starts the [`crate::watchdog`] that fences the server when the lease runs out (with a lease only).
+    pub fn spawn_lease_watchdog(&self) -> std::io::Result<()> {
+        crate::watchdog::spawn(self.lease_clock.clone(), self.watchdog_server.clone())
+    }
+
+    /// The password for new server connections, of the loop's and the watchdog's alike.
+    pub fn set_server_password(&self, password: Option<String>) {
+        self.server.set_password(password.clone());
+        self.watchdog_server.set_password(password);
+    }
+
+    /// Forgets the open server connections, after the server restarted.
+    pub async fn reset_server_connections(&self) {
+        self.server.reset().await;
+        self.watchdog_server.reset().await;
     }
 
     /// One pass of the loop. Errors are recorded in the state (and reported by `/v1/status`).
@@ -233,6 +294,13 @@ impl Manager {
             state.demoted_to = None;
         }
         let desired = self.desired(&view, state);
+        if desired.target_primary.as_deref() != Some(self.identity.pod_name.as_str()) {
+            state.restarted_primary = false;
+        }
+        let observed = Observed {
+            restarted_primary: state.restarted_primary,
+            ..observed
+        };
         state.fence_reasons = decide::fence_reasons(&observed, &desired);
         let actions = decide::decide(&observed, &desired);
         state.empty_after_restart = actions.contains(&Action::ReportEmptyAfterRestart);
@@ -257,29 +325,21 @@ impl Manager {
             .as_ref()
             .map(ServerInfo::server_role)
             .unwrap_or(ServerRole::Unknown);
+        let now = Instant::now();
         if let Some(info) = &info {
-            let synced = matches!(
-                role,
-                ServerRole::Replica {
-                    link_up: true,
-                    sync_in_progress: false,
-                    ..
-                }
-            );
-            if info.total_keys() > 0 || synced || state.loaded_from_disk {
+            state.link.observe(&role, now);
+            if info.total_keys() > 0 || state.link.synced || state.loaded_from_disk {
                 state.had_data = true;
             }
         }
+        let answered_primary = info.as_ref().map(|_| role == ServerRole::Primary);
+        self.lease_clock
+            .send_if_modified(|clock| clock.observed(answered_primary));
         let lease = match &self.lease {
             None if role == ServerRole::Primary => LeaseState::Held,
             None => LeaseState::NotPrimary,
-            Some(_) => state
-                .lease_clock
-                .state(role == ServerRole::Primary, Instant::now()),
+            Some(_) => self.lease_clock.borrow().state(role == ServerRole::Primary, now),
         };
-        if lease == LeaseState::Held {
-            state.confirmed_primary = false;
-        }
         state.lease = match (&self.lease, lease) {
             (None, _) => wire::LeaseStatus::Disabled,
             (Some(_), LeaseState::Held) => wire::LeaseStatus::Held,
@@ -291,6 +351,8 @@ impl Manager {
             role,
             fenced,
             empty: !state.had_data,
+            loading: info.as_ref().is_some_and(|info| info.loading),
+            restarted_primary: state.restarted_primary,
             lease,
         };
         state.server_info = info;
@@ -308,7 +370,11 @@ impl Manager {
                     if let Some(lease) = &self.lease {
                         let sent = Instant::now();
                         lease.acquire_or_renew(Duration::from_secs(5)).await?;
-                        state.lease_clock.renewed(sent);
+                        // Primary from now on for the renewals and the watchdog, before the server is.
+                        self.lease_clock.send_modify(|clock| {
+                            clock.renewed(sent);
+                            clock.primary = true;
+                        });
                     }
                     self.server.replicaof(None).await?;
                     state.demoted_to = None;
@@ -316,10 +382,15 @@ impl Manager {
                 Action::FollowPrimary { address } => {
                     let (host, port) = split_address(address);
                     self.server.replicaof(Some((host, port))).await?;
-                    state.lease_clock.released();
+                    self.lease_clock.send_modify(LeaseClock::released);
                 }
                 Action::DisconnectClients => self.server.disconnect_clients().await?,
                 Action::Unfence => {
+                    // The lease may have run out since it was observed: the watchdog would fence again
+                    // at once, but writes must not get through in between.
+                    if self.lease_must_fence() {
+                        return Err(ManagerError::StillFenced("the primary lease ran out".to_string()));
+                    }
                     let view = self.cluster.current().ok_or(ManagerError::NoClusterView)?;
                     let failover = &view.cluster.spec.failover;
                     let (to_write, max_lag) = if failover.min_sync_replicas > 0 {
@@ -358,7 +429,7 @@ impl Manager {
             applied.push(name.clone());
         }
         if password != state.password {
-            self.server.set_password(password.clone());
+            self.set_server_password(password.clone());
             state.password = password;
         }
         if !applied.is_empty() {
@@ -415,6 +486,9 @@ impl Manager {
             if state.empty_after_restart {
                 return Some(Err(ManagerError::EmptyAfterRestart));
             }
+            if state.restarted_primary {
+                return Some(Err(ManagerError::RestartedPrimary));
+            }
             matches!(state.observed.as_ref(), Some(o) if o.role == ServerRole::Primary).then_some(Ok(()))
         })
         .await?;
@@ -454,11 +528,9 @@ impl Manager {
     /// `POST /v1/unfence`: withdraws the API fence and confirms this pod as primary after an expired
     /// lease. Fails while another reason still fences it (the annotation, an empty dataset, ...).
     pub async fn unfence(&self) -> Result<wire::ActionResult, ManagerError> {
-        {
-            let mut state = self.state.lock().await;
-            state.api_fence = false;
-            state.confirmed_primary = true;
-        }
+        self.state.lock().await.api_fence = false;
+        self.lease_clock
+            .send_modify(|clock| clock.confirm(Instant::now()));
         self.reconcile().await;
         let state = self.state.lock().await;
         if !state.fence_reasons.is_empty() {
@@ -514,6 +586,11 @@ impl Manager {
     }
 }
 
+/// `spec.failover.maxStaleReadSeconds` as a duration (a negative value, which admission refuses, as 0).
+pub fn max_stale_read(failover: &cnredis_api::cluster::FailoverSpec) -> Duration {
+    Duration::from_secs(u64::try_from(failover.max_stale_read_seconds).unwrap_or(0))
+}
+
 /// The status no longer names this pod current primary: a demotion request has been overtaken by it.
 /// (Not "names another target": the watched view may lag the fresh read the demotion was checked
 /// against, and a promotion clears the request anyway.)
@@ -534,6 +611,7 @@ pub fn fence_reason_name(reason: FenceReason) -> String {
     match reason {
         FenceReason::Requested => "requested",
         FenceReason::EmptyAfterRestart => "emptyAfterRestart",
+        FenceReason::RestartedPrimary => "restartedPrimary",
         FenceReason::LeaseExpired => "leaseExpired",
         FenceReason::NoPrimaryKnown => "noPrimaryKnown",
         FenceReason::AwaitingInitialization => "awaitingInitialization",

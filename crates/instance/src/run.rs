@@ -12,7 +12,7 @@ use anyhow::Context;
 use crate::config::{Engine, EngineKind};
 use crate::decide::{self, BootRole, ISOLATED_PRIMARY};
 use crate::http::{self, ApiTls};
-use crate::lease::PrimaryLease;
+use crate::lease::{LeaseClock, PrimaryLease};
 use crate::manager::{self, Identity, Manager};
 use crate::server::FENCED_MIN_REPLICAS;
 use crate::source::ClusterSource;
@@ -121,6 +121,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     });
     tokio::spawn(reconcile_loop(manager.clone()));
     if manager.lease.is_some() {
+        manager
+            .spawn_lease_watchdog()
+            .context("starting the lease watchdog")?;
         tokio::spawn(renew_loop(manager.clone()));
     }
     supervise(manager, reaper, &mut signals, binary).await
@@ -162,7 +165,7 @@ async fn supervise(
                     let delay = supervisor::restart_delay(failures);
                     tracing::warn!(%status, ?delay, "server exited; restarting");
                     manager.state.lock().await.server_restarts += 1;
-                    manager.server.reset().await;
+                    manager.reset_server_connections().await;
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         signal = signals.next() => if let Incoming::Terminate(signal) = signal {
@@ -213,7 +216,10 @@ async fn start_server(manager: &Manager, reaper: &Reaper, binary: &Path) -> anyh
     {
         let sent = Instant::now();
         match lease.acquire_or_renew(Duration::from_secs(5)).await {
-            Ok(()) => state.lease_clock.renewed(sent),
+            Ok(()) => manager.lease_clock.send_modify(|clock| {
+                clock.renewed(sent);
+                clock.primary = true;
+            }),
             Err(error) => {
                 tracing::warn!(%error, "starting isolated: the primary lease is not ours");
                 (role, fenced) = (BootRole::Isolated, true);
@@ -242,11 +248,13 @@ async fn start_server(manager: &Manager, reaper: &Reaper, binary: &Path) -> anyh
     // A server that starts without a dataset is "empty" only while the cluster records data elsewhere:
     // the first primary of a new cluster starts empty and is not.
     state.had_data = on_disk || !desired.cluster_has_data;
+    state.restarted_primary = decide::is_primary_restart(&desired);
     state.server_started = Some(Instant::now());
     state.server_info = None;
     state.observed = None;
-    manager.server.set_password(password);
-    manager.server.reset().await;
+    state.link = decide::LinkHistory::default();
+    manager.set_server_password(password);
+    manager.reset_server_connections().await;
     let mut command = Command::new(binary);
     command.arg(identity.config_path());
     Ok(reaper.spawn(command)?)
@@ -264,34 +272,36 @@ async fn reconcile_loop(manager: Arc<Manager>) {
     }
 }
 
-/// Renews the primary lease every third of its duration while the server is primary.
+/// Renews the primary lease every third of its duration while the server answers as primary, and
+/// releases it once the server is seen as anything else. It never waits for the manager's state (the loop
+/// or an API request may hold it): the role and the hold are in the lease clock.
 async fn renew_loop(manager: Arc<Manager>) {
     let Some(lease) = manager.lease.clone() else {
         return;
     };
     let period = lease.duration() / 3;
     loop {
-        let primary = {
-            let state = manager.state.lock().await;
-            state
-                .observed
-                .as_ref()
-                .is_some_and(|observed| observed.role == decide::ServerRole::Primary)
+        let (renew, primary) = {
+            let clock = manager.lease_clock.borrow();
+            (clock.should_renew(), clock.primary)
         };
-        if primary {
+        if renew {
             let sent = Instant::now();
             let result = lease.acquire_or_renew(period).await;
-            let mut state = manager.state.lock().await;
             match result {
-                Ok(()) => state.lease_clock.renewed(sent),
+                Ok(()) => manager.lease_clock.send_modify(|clock| clock.renewed(sent)),
                 Err(crate::lease::LeaseError::HeldByOther { holder, .. }) => {
                     tracing::warn!(%holder, "the primary lease was handed to another pod");
-                    state.lease_clock.lost();
+                    manager.lease_clock.send_modify(LeaseClock::lost);
                 }
                 Err(error) => tracing::warn!(%error, "cannot renew the primary lease"),
             }
-        } else {
-            manager.state.lock().await.lease_clock.released();
+        } else if !primary {
+            manager.lease_clock.send_if_modified(|clock| {
+                let held = clock.renewed_at.is_some() || clock.lost;
+                clock.released();
+                held
+            });
         }
         tokio::time::sleep(period).await;
     }

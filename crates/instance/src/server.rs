@@ -82,10 +82,27 @@ impl ServerClient {
         Ok(connection)
     }
 
-    /// Runs one command; a failed connection is dropped so that the next call reconnects.
+    /// Runs one command; a failed connection is dropped so that the next call reconnects. A command on a
+    /// connection the server closed is sent again once on a new one: the manager has two (the loop's and
+    /// the lease watchdog's), and a fence through either disconnects the other. (Every command sent here
+    /// can be repeated safely.)
     pub async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, ServerError> {
         let mut connection = self.connection().await?;
-        let result = bounded(command.query_async(&mut connection)).await;
+        match self.send(&mut connection, command).await {
+            Err(error) if error.is_closed_connection() => {
+                let mut connection = self.connection().await?;
+                self.send(&mut connection, command).await
+            }
+            result => result,
+        }
+    }
+
+    async fn send<T: redis::FromRedisValue>(
+        &self,
+        connection: &mut MultiplexedConnection,
+        command: &redis::Cmd,
+    ) -> Result<T, ServerError> {
+        let result = bounded(command.query_async(connection)).await;
         if let Err(error) = &result
             && error.is_connection_error()
         {
@@ -198,6 +215,11 @@ impl ServerError {
             }
             Self::FenceNotEffective(_) => false,
         }
+    }
+
+    /// The server closed the connection (as `CLIENT KILL` does), as opposed to not answering.
+    fn is_closed_connection(&self) -> bool {
+        matches!(self, Self::Redis(error) if error.is_connection_dropped() && !error.is_timeout())
     }
 
     /// The server is loading its dataset and refuses commands until done.

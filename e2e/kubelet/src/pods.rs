@@ -27,6 +27,8 @@ use crate::status::{StatusInputs, pod_status};
 use crate::volumes;
 
 const VOLUME_REFRESH: Duration = Duration::from_secs(20);
+/// In the node's state directory: the last pod IP handed out (see [`IpPool`]).
+const IP_CURSOR_FILE: &str = "pod-ip-cursor";
 
 pub struct Kubelet {
     pub client: kube::Client,
@@ -78,6 +80,7 @@ impl Kubelet {
             .first()
             .map(|p| p.port as u16)
             .unwrap_or(443);
+        let ips = IpPool::new(pod_cidr).with_cursor_file(state_dir.join(IP_CURSOR_FILE));
         Ok(Arc::new(Self {
             client,
             node,
@@ -85,7 +88,7 @@ impl Kubelet {
             images,
             state_dir,
             up: watch::Sender::new(true),
-            ips: Mutex::new(IpPool::new(pod_cidr)),
+            ips: Mutex::new(ips),
             workers: Mutex::new(HashMap::new()),
             kubernetes_service: (host, port),
         }))
@@ -746,38 +749,100 @@ fn probe_plan(probe: &Probe, ports: &BTreeMap<String, u16>) -> anyhow::Result<Pr
     })
 }
 
-/// Pod IPs of this node: `.2` to `.254` of its podCIDR, handed out lowest first, reused after release.
+/// Pod IPs of this node: `.2` to `.254` of its podCIDR, handed out round-robin as real CNIs do: the next
+/// free address after the last one handed out, wrapping around, so that a recreated pod gets a new
+/// address (a stale IP held anywhere then points at nothing, as in a real cluster, instead of at the
+/// successor). The last address handed out survives a kubelet restart in `cursor_file`.
 pub struct IpPool {
     base: u32,
     size: u32,
     used: HashSet<u32>,
+    /// Offset where the next search starts: the one after the last address handed out.
+    next: u32,
+    cursor_file: Option<PathBuf>,
 }
 
+/// `.0` is the network, `.1` is left free (a gateway's address in real clusters).
+const FIRST_POD_OFFSET: u32 = 2;
+
 impl IpPool {
+    /// A pool whose cursor lives in memory only.
     pub fn new((network, bits): (Ipv4Addr, u8)) -> Self {
         let size = if bits >= 31 { 0 } else { 1u32 << (32 - bits) };
         Self {
             base: u32::from(network),
             size,
             used: HashSet::new(),
+            next: FIRST_POD_OFFSET,
+            cursor_file: None,
         }
     }
 
-    pub fn allocate(&mut self) -> Option<Ipv4Addr> {
-        let offset = (2..self.size.saturating_sub(1)).find(|o| !self.used.contains(o))?;
-        self.used.insert(offset);
-        Some(Ipv4Addr::from(self.base + offset))
+    /// Keeps the last address handed out in `path` (the address as text), resuming after the one found
+    /// there. A missing, unreadable or foreign (another podCIDR's) address starts at `.2`.
+    pub fn with_cursor_file(mut self, path: PathBuf) -> Self {
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(last) = text.trim().parse::<Ipv4Addr>()
+            && let Some(offset) = self.offset(last)
+        {
+            self.next = self.after(offset);
+        }
+        self.cursor_file = Some(path);
+        self
     }
 
-    /// Takes `ip` if it belongs to the pool and is free.
-    pub fn claim(&mut self, ip: Ipv4Addr) -> bool {
+    /// How many addresses the pool holds: `.2` up to, not including, the broadcast address.
+    fn capacity(&self) -> u32 {
+        self.size.saturating_sub(FIRST_POD_OFFSET + 1)
+    }
+
+    /// `ip`'s offset when it is one of the pool's addresses.
+    fn offset(&self, ip: Ipv4Addr) -> Option<u32> {
         let offset = u32::from(ip).wrapping_sub(self.base);
-        (2..self.size.saturating_sub(1)).contains(&offset) && self.used.insert(offset)
+        (FIRST_POD_OFFSET..FIRST_POD_OFFSET + self.capacity())
+            .contains(&offset)
+            .then_some(offset)
+    }
+
+    /// The offset after `offset`, wrapping from the last address to the first.
+    fn after(&self, offset: u32) -> u32 {
+        FIRST_POD_OFFSET + (offset + 1 - FIRST_POD_OFFSET) % self.capacity().max(1)
+    }
+
+    pub fn allocate(&mut self) -> Option<Ipv4Addr> {
+        let capacity = self.capacity();
+        let offset = (0..capacity)
+            .map(|i| FIRST_POD_OFFSET + (self.next - FIRST_POD_OFFSET + i) % capacity)
+            .find(|o| !self.used.contains(o))?;
+        self.used.insert(offset);
+        self.next = self.after(offset);
+        let ip = Ipv4Addr::from(self.base + offset);
+        if let Some(path) = &self.cursor_file
+            && let Err(e) = write_atomically(path, &format!("{ip}\n"))
+        {
+            // Only the order after a restart suffers: it resumes after an older address (or at `.2`).
+            tracing::warn!(path = %path.display(), "could not record the last pod IP handed out: {e:#}");
+        }
+        Some(ip)
+    }
+
+    /// Takes `ip` if it belongs to the pool and is free (a restarted pod keeping its address). The
+    /// round-robin cursor stays where it is.
+    pub fn claim(&mut self, ip: Ipv4Addr) -> bool {
+        self.offset(ip).is_some_and(|o| self.used.insert(o))
     }
 
     pub fn release(&mut self, ip: Ipv4Addr) {
         self.used.remove(&(u32::from(ip).wrapping_sub(self.base)));
     }
+}
+
+/// Writes `content` to a temporary file beside `path`, then renames it over `path`: a crash leaves the
+/// old content or the new, never a torn file.
+fn write_atomically(path: &std::path::Path, content: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 #[cfg(test)]
@@ -813,18 +878,82 @@ mod tests {
         assert!(hosts[1].1.contains(&"other.team.svc".to_string()));
     }
 
+    fn ip(last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 244, 1, last)
+    }
+
     #[test]
-    fn ip_pool_hands_out_from_dot_two_and_reuses_released_addresses() {
-        let mut pool = IpPool::new((Ipv4Addr::new(10, 244, 1, 0), 24));
-        assert_eq!(pool.allocate(), Some(Ipv4Addr::new(10, 244, 1, 2)));
-        assert_eq!(pool.allocate(), Some(Ipv4Addr::new(10, 244, 1, 3)));
-        pool.release(Ipv4Addr::new(10, 244, 1, 2));
-        assert_eq!(pool.allocate(), Some(Ipv4Addr::new(10, 244, 1, 2)));
+    fn ip_pool_hands_out_round_robin_and_does_not_reuse_a_released_address_at_once() {
+        let mut pool = IpPool::new((ip(0), 24));
+        assert_eq!(pool.allocate(), Some(ip(2)));
+        assert_eq!(pool.allocate(), Some(ip(3)));
+        pool.release(ip(2));
+        assert_eq!(
+            pool.allocate(),
+            Some(ip(4)),
+            "a recreated pod must not get its predecessor's address"
+        );
+    }
+
+    #[test]
+    fn ip_pool_wraps_around_skipping_addresses_in_use() {
+        // .2 to .6: .0 is the network, .1 stays free, .7 is the broadcast address.
+        let mut pool = IpPool::new((ip(0), 29));
+        let first: Vec<_> = (0..4).map(|_| pool.allocate()).collect();
+        assert_eq!(first, [Some(ip(2)), Some(ip(3)), Some(ip(4)), Some(ip(5))]);
+        pool.release(ip(2));
+        pool.release(ip(4));
+        assert_eq!(pool.allocate(), Some(ip(6)), "the last address before wrapping");
+        assert_eq!(
+            pool.allocate(),
+            Some(ip(2)),
+            "wrapped around to the first address"
+        );
+        assert_eq!(pool.allocate(), Some(ip(4)), ".3 is in use: skipped");
+        assert_eq!(pool.allocate(), None, "full");
+        pool.release(ip(5));
+        assert_eq!(
+            pool.allocate(),
+            Some(ip(5)),
+            "the only free address, though just released"
+        );
+    }
+
+    #[test]
+    fn ip_pool_resumes_after_the_last_address_it_handed_out_before_a_restart() {
+        let dir = std::env::temp_dir().join(format!("cnredis-ip-pool-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cursor = dir.join(IP_CURSOR_FILE);
+        let _ = std::fs::remove_file(&cursor);
+
+        let mut pool = IpPool::new((ip(0), 24)).with_cursor_file(cursor.clone());
+        assert_eq!(pool.allocate(), Some(ip(2)), "no cursor yet: starts at .2");
+        assert_eq!(pool.allocate(), Some(ip(3)));
+        assert_eq!(std::fs::read_to_string(&cursor).unwrap(), "10.244.1.3\n");
+
+        // A restarted kubelet: its pods reclaim their addresses, new ones continue after the cursor.
+        let mut restarted = IpPool::new((ip(0), 24)).with_cursor_file(cursor.clone());
+        assert!(restarted.claim(ip(3)));
+        assert_eq!(
+            restarted.allocate(),
+            Some(ip(4)),
+            ".2 was freed before the restart"
+        );
+
+        // Another podCIDR (the cluster was recreated): the recorded address is not the pool's.
+        let mut other = IpPool::new((Ipv4Addr::new(10, 244, 2, 0), 24)).with_cursor_file(cursor.clone());
+        assert_eq!(other.allocate(), Some(Ipv4Addr::new(10, 244, 2, 2)));
+
+        // The last address wraps the cursor around.
+        std::fs::write(&cursor, "10.244.1.254\n").unwrap();
+        let mut wrapped = IpPool::new((ip(0), 24)).with_cursor_file(cursor);
+        assert_eq!(wrapped.allocate(), Some(ip(2)));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn ip_pool_lets_a_restarted_pod_reclaim_its_free_address_only() {
-        let mut pool = IpPool::new((Ipv4Addr::new(10, 244, 1, 0), 24));
+        let mut pool = IpPool::new((ip(0), 24));
         assert!(pool.claim(Ipv4Addr::new(10, 244, 1, 9)));
         assert!(!pool.claim(Ipv4Addr::new(10, 244, 1, 9)), "already taken");
         assert!(!pool.claim(Ipv4Addr::new(10, 244, 2, 9)), "another node's range");

@@ -1,6 +1,8 @@
 //! The runtime against the real kernel: every test runs real pods (network, mount and PID namespaces,
 //! veths, overlays) and needs root. Pod IPs come from 10.244.250.0/24, clear of the local cluster's node
-//! ranges; names carry this process's PID so that parallel tests never share a sandbox.
+//! ranges; names carry this process's PID so that parallel tests never share a sandbox. The runtime sets
+//! the host state its pod network needs (`net.ipv4.ip_forward`, forwarding and proxy ARP on each host
+//! veth) itself: these tests pass on a fresh machine, before `e2e/cluster.sh up` ever ran.
 
 #[allow(dead_code, unused_imports)]
 #[path = "../src/runtime/mod.rs"]
@@ -449,6 +451,13 @@ async fn pod_ip_is_reachable_from_the_host_and_http_readiness_turns_ready() {
     ));
     std::fs::write(fx.data().join("index.html"), "served from the pod\n").unwrap();
     let handle = fx.runtime.start(fx.pod(0, vec![web])).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .unwrap()
+            .trim(),
+        "1",
+        "the runtime turns on forwarding for its pods (the host answers their gateway's ARP)"
+    );
 
     let mut rx = handle.state();
     let state = wait_state(&mut rx, "web ready", Duration::from_secs(20), |s| {

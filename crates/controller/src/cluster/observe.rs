@@ -44,6 +44,10 @@ pub async fn observe(
         .list(&selector)
         .await?;
 
+    // Only what the cluster owns: a pod or PVC anyone else labels as one of its instances is ignored.
+    let uid = cluster.uid().unwrap_or_default();
+    let pods: Vec<Pod> = pods.items.into_iter().filter(|p| owned_by(p, &uid)).collect();
+    let pvcs: Vec<PersistentVolumeClaim> = pvcs.items.into_iter().filter(|p| owned_by(p, &uid)).collect();
     let mut instances: BTreeMap<String, Observed> = BTreeMap::new();
     fn entry<'a>(
         instances: &'a mut BTreeMap<String, Observed>,
@@ -58,7 +62,7 @@ pub async fn observe(
         }))
     }
     let mut live_pvcs = BTreeMap::new();
-    for pvc in pvcs.items {
+    for pvc in pvcs {
         if pvc.metadata.deletion_timestamp.is_none()
             && let Some(instance) = entry(&mut instances, &name, &pvc.name_any())
         {
@@ -67,7 +71,7 @@ pub async fn observe(
         }
     }
     let mut by_name = BTreeMap::new();
-    for pod in pods.items {
+    for pod in pods {
         let Some(instance) = entry(&mut instances, &name, &pod.name_any()) else {
             continue;
         };
@@ -113,6 +117,16 @@ pub async fn observe(
         pods: by_name,
         pvcs: live_pvcs,
     })
+}
+
+/// `object` has a controller owner reference to the cluster with this UID.
+pub fn owned_by(object: &impl kube::Resource, cluster_uid: &str) -> bool {
+    !cluster_uid.is_empty()
+        && object.meta().owner_references.as_ref().is_some_and(|owners| {
+            owners
+                .iter()
+                .any(|o| o.uid == cluster_uid && o.controller == Some(true))
+        })
 }
 
 async fn poll(client: &InstanceClient, target: &Target) -> Option<InstanceReport> {

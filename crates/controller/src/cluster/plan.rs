@@ -53,6 +53,9 @@ pub struct Wanted {
     pub fenced: Vec<String>,
     pub update_strategy: PrimaryUpdateStrategy,
     pub update_method: PrimaryUpdateMethod,
+    /// The health loop sees the current primary failing: its pod, if gone, is left to the failover
+    /// rather than recreated as primary.
+    pub primary_failing: bool,
 }
 
 /// A deletion the shell executes.
@@ -235,7 +238,7 @@ fn steady_state(wanted: &Wanted, observed: &[Observed], plan: &mut Plan) {
     // A deleted pod comes back on its PVC.
     let mut recreating = Vec::new();
     for instance in &members {
-        if instance.pod.is_none() {
+        if instance.pod.is_none() && !(instance.name == primary && wanted.primary_failing) {
             plan.create.push(instance.serial);
             recreating.push(instance.name.clone());
         }

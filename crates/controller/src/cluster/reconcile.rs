@@ -60,7 +60,7 @@ pub async fn reconcile(cluster: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<
     result
 }
 
-async fn reconcile_inner(cluster: &RedisCluster, ctx: &Context) -> Result<Action, ReconcileError> {
+async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<Action, ReconcileError> {
     let namespace = cluster.namespace().ok_or(ReconcileError::NoNamespace)?;
     let name = cluster.name_any();
     if cluster.metadata.deletion_timestamp.is_some() {
@@ -90,6 +90,15 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Context) -> Result<Action
     )
     .await?;
 
+    super::health::ensure_running(ctx, cluster);
+    // A failover under way is driven by its own steps, never by a plan made around it.
+    let failing_over = cluster.status.as_ref().is_some_and(|s| s.failover.is_some());
+    if failing_over && let Err(error) = super::health::resume_failover(ctx, cluster).await {
+        tracing::warn!(cluster = %name, %error, "resuming the failover");
+    }
+    // Whoever changes the primary holds this lock: a failover step never interleaves with a plan.
+    let acting = ctx.acting(cluster);
+    let _acting = acting.lock().await;
     let mut world = observe(client, &ctx.instance_api, cluster).await?;
     mark_outdated(cluster, ctx, &mut world);
     let status = cluster.status.clone().unwrap_or_default();
@@ -121,8 +130,19 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Context) -> Result<Action
         fenced,
         update_strategy: cluster.spec.primary_update_strategy,
         update_method: cluster.spec.primary_update_method,
+        primary_failing: cluster.spec.instances > 1
+            && status
+                .primary_failing
+                .as_ref()
+                .is_some_and(|f| Some(&f.pod) == status.current_primary.as_ref()),
     };
     let plan = plan(&wanted, &world.instances);
+    if failing_over {
+        // Only the replicas' pods come back (e.g. after every pod was deleted at once), since the
+        // failover may need one of them: nothing is labelled, removed or switched over meanwhile.
+        create_instances(cluster, ctx, &namespace, &plan).await?;
+        return Ok(Action::requeue(super::health::PERIOD));
+    }
 
     // The status names the target primary and the serials before any pod boots with them.
     if plan.target_primary != wanted.target_primary
@@ -217,9 +237,9 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Context) -> Result<Action
     })
 }
 
-/// A primary fenced through its API by a switchover that an operator restart cut short (and no longer
-/// planned) would refuse writes for ever: with no switchover under way and no annotation naming it, the
-/// fence is lifted.
+/// A fence the operator asked for through the API and no longer needs: left on the primary by a
+/// switchover an operator restart cut short, or on an old primary that a failover fenced and that follows
+/// the new one now. With no switchover under way and no annotation naming it, it is lifted.
 async fn lift_stale_fence(
     ctx: &Context,
     cluster: &RedisCluster,
@@ -230,37 +250,46 @@ async fn lift_stale_fence(
     let Some(primary) = plan.current_primary.as_deref() else {
         return;
     };
-    if plan.target_primary.as_deref() != Some(primary) || annotated.iter().any(|f| f == "*" || f == primary) {
+    if plan.target_primary.as_deref() != Some(primary) {
         return;
     }
-    let Some(instance) = world.instances.iter().find(|i| i.name == primary) else {
-        return;
-    };
-    let stale = instance
-        .report
-        .as_ref()
-        .is_some_and(|r| r.fenced && r.fence_reasons.iter().all(|reason| reason == "requested"));
-    if !stale {
-        return;
-    }
-    let ip = world
-        .pods
-        .get(primary)
-        .and_then(|p| p.status.as_ref()?.pod_ip.as_ref()?.parse().ok());
-    let Some(ip) = ip else { return };
-    let target = cnredis_instance_client::Target {
-        server_name: cnredis_pki::instance_api_server_name(
-            &cluster.name_any(),
-            &cluster.namespace().unwrap_or_default(),
-        ),
-        address: std::net::SocketAddr::new(ip, cnredis_api::names::INSTANCE_API_PORT),
-    };
-    match ctx.instance_api.unfence(&target).await {
-        Ok(_) => {
-            let note = format!("lifted the fence a cut-short switchover left on the primary {primary}");
-            publish(ctx, cluster, EventType::Normal, "FenceLifted", "Unfence", &note).await;
+    for instance in &world.instances {
+        if annotated.iter().any(|f| f == "*" || *f == instance.name) {
+            continue;
         }
-        Err(error) => tracing::warn!(%error, %primary, "cannot lift a stale fence"),
+        let stale = instance.report.as_ref().is_some_and(|r| {
+            r.fenced
+                && !r.fence_reasons.is_empty()
+                && r.fence_reasons.iter().all(|reason| reason == "requested")
+                && (instance.name == primary || r.role == cnredis_instance_client::wire::Role::Replica)
+        });
+        let target = world
+            .pods
+            .get(&instance.name)
+            .and_then(|pod| super::health::api_target(cluster, pod));
+        let (true, Some(target)) = (stale, target) else {
+            continue;
+        };
+        match ctx.instance_api.unfence(&target).await {
+            Ok(_) => {
+                let note = format!(
+                    "lifted the fence left on {} by a switchover or failover",
+                    instance.name
+                );
+                let pod = world.pods.get(&instance.name);
+                publish_about(
+                    ctx,
+                    cluster,
+                    pod,
+                    EventType::Normal,
+                    "FenceLifted",
+                    "Unfence",
+                    &note,
+                )
+                .await;
+            }
+            Err(error) => tracing::warn!(%error, instance = %instance.name, "cannot lift a stale fence"),
+        }
     }
 }
 
@@ -356,7 +385,6 @@ async fn execute(
     world: &World,
 ) -> Result<(), ReconcileError> {
     let client = &ctx.client;
-    let name = cluster.name_any();
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
 
@@ -408,31 +436,7 @@ async fn execute(
         )
         .await?;
     }
-    for &serial in &plan.create {
-        let pod_name = instance_name(&name, serial);
-        apply(client, namespace, &resources::desired_pvc(cluster, serial)).await?;
-        let role = plan.roles.get(&pod_name).copied().flatten();
-        let pod = resources::desired_pod(&PodInputs {
-            cluster,
-            serial,
-            operator_image: &ctx.operator_image,
-            role,
-        });
-        let created = pods
-            .patch(&pod_name, &apply_params(), &Patch::Apply(&pod))
-            .await?;
-        let note = format!("created instance {pod_name}");
-        publish_about(
-            ctx,
-            cluster,
-            Some(&created),
-            EventType::Normal,
-            "InstanceCreated",
-            "Create",
-            &note,
-        )
-        .await;
-    }
+    create_instances(cluster, ctx, namespace, plan).await?;
     for removal in &plan.remove {
         let pod = world.pods.get(&removal.name);
         if removal.delete_pod {
@@ -467,6 +471,44 @@ async fn execute(
             Err(kube::Error::Api(response)) if response.code == 404 => {}
             Err(error) => return Err(error.into()),
         }
+    }
+    Ok(())
+}
+
+/// Creates the pods (and PVCs) the plan lists.
+async fn create_instances(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    namespace: &str,
+    plan: &Plan,
+) -> Result<(), ReconcileError> {
+    let client = &ctx.client;
+    let name = cluster.name_any();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    for &serial in &plan.create {
+        let pod_name = instance_name(&name, serial);
+        apply(client, namespace, &resources::desired_pvc(cluster, serial)).await?;
+        let role = plan.roles.get(&pod_name).copied().flatten();
+        let pod = resources::desired_pod(&PodInputs {
+            cluster,
+            serial,
+            operator_image: &ctx.operator_image,
+            role,
+        });
+        let created = pods
+            .patch(&pod_name, &apply_params(), &Patch::Apply(&pod))
+            .await?;
+        let note = format!("created instance {pod_name}");
+        publish_about(
+            ctx,
+            cluster,
+            Some(&created),
+            EventType::Normal,
+            "InstanceCreated",
+            "Create",
+            &note,
+        )
+        .await;
     }
     Ok(())
 }

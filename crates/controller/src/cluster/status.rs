@@ -87,7 +87,7 @@ pub fn instance_status(instance: &Observed, node: Option<String>) -> InstanceSta
     }
 }
 
-fn condition(
+pub(crate) fn condition(
     type_: &str,
     ok: bool,
     reason: &str,
@@ -145,7 +145,7 @@ pub async fn write(
     let replication_ok = replicas
         .iter()
         .all(|r| r.role == "replica" && r.link.as_deref() == Some("up"));
-    let conditions = vec![
+    let mut conditions = vec![
         condition(
             condition::READY,
             plan.healthy,
@@ -190,6 +190,18 @@ pub async fn write(
             &old.conditions,
         ),
     ];
+    // Conditions other parts own (Failover, backups) are kept.
+    let ours = [
+        condition::READY,
+        condition::PRIMARY_AVAILABLE,
+        condition::REPLICATION_HEALTHY,
+    ];
+    conditions.extend(
+        old.conditions
+            .iter()
+            .filter(|c| !ours.contains(&c.type_.as_str()))
+            .cloned(),
+    );
     let status = json!({
         "phase": plan.phase,
         "phaseReason": plan.phase_reason,
@@ -200,5 +212,21 @@ pub async fn write(
         "image": cluster.spec.image_name,
         "observedGeneration": generation,
     });
+    if unchanged(&old, &status) {
+        return Ok(());
+    }
     merge(client, cluster, status).await
+}
+
+/// Every field of `update` already has that value in `old`: writing it would only wake watchers.
+fn unchanged(old: &cnredis_api::RedisClusterStatus, update: &serde_json::Value) -> bool {
+    let Ok(old) = serde_json::to_value(old) else {
+        return false;
+    };
+    let Some(fields) = update.as_object() else {
+        return false;
+    };
+    fields
+        .iter()
+        .all(|(key, value)| old.get(key).unwrap_or(&serde_json::Value::Null) == value)
 }

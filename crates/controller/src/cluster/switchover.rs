@@ -8,13 +8,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cnredis_api::RedisCluster;
-use cnredis_api::names::{INSTANCE_API_PORT, REDIS_PORT, primary_lease};
+use cnredis_api::names::{INSTANCE_API_PORT, REDIS_PORT};
 use cnredis_instance_client::Target;
 use cnredis_instance_client::wire::{DemoteRequest, Role};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Patch, PatchParams};
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
 
 use super::observe::World;
@@ -82,9 +79,14 @@ pub async fn run(
         move |source| SwitchoverError::Instance { pod, source }
     };
     let (to_target, to_ip) = target(world, cluster, to)?;
-    // The old primary may be gone (its pod deleted): then there is nothing to fence or demote.
-    let from_target = target(world, cluster, from).ok().map(|(t, _)| t);
     let status = cluster.status.clone().unwrap_or_default();
+    // A primary that cannot be fenced through its API is never switched away from: promoting then would
+    // risk two writable primaries. A failed primary is the failover's, which waits for proof.
+    let from_target = match target(world, cluster, from) {
+        Ok((t, _)) => Some(t),
+        Err(error) if status.current_primary.as_deref() == Some(from.as_str()) => return Err(error),
+        Err(_) => None,
+    };
     let fenced_at = Instant::now();
 
     // Fencing and catching up are repeated on a resumed switchover (or one a user asked for by setting
@@ -94,7 +96,7 @@ pub async fn run(
     {
         api.fence(from_target).await.map_err(call(from))?;
         // `-leader` loses its endpoint until the new primary is labelled.
-        set_role(ctx, cluster, from, None).await?;
+        super::health::set_role(ctx, cluster, from, None).await?;
         let from_offset = api
             .status(from_target)
             .await
@@ -111,7 +113,7 @@ pub async fn run(
                 let _ = api.unfence(from_target).await;
                 // Abandoned: the old primary stays the target, so no later reconcile retries blindly.
                 patch_status(ctx, cluster, json!({"targetPrimary": from})).await?;
-                set_role(ctx, cluster, from, Some(cnredis_api::names::ROLE_PRIMARY)).await?;
+                super::health::set_role(ctx, cluster, from, Some(cnredis_api::names::ROLE_PRIMARY)).await?;
                 return Err(SwitchoverError::CatchUp {
                     from: from.clone(),
                     to: to.clone(),
@@ -127,7 +129,8 @@ pub async fn run(
         patch_status(ctx, cluster, json!({"targetPrimary": to})).await?;
     }
 
-    hand_over_lease(ctx, cluster, to).await?;
+    // The old primary acknowledged its fence above (or is no longer current): the lease may move.
+    super::health::hand_over_lease(ctx, cluster, from, to).await?;
     let promoted = api.promote(&to_target).await.map_err(call(to))?;
     debug_assert_eq!(promoted.role, Role::Primary);
     let unavailable = fenced_at.elapsed();
@@ -144,9 +147,9 @@ pub async fn run(
         json!({"currentPrimary": to, "currentPrimaryTimestamp": jiff::Timestamp::now()}),
     )
     .await?;
-    set_role(ctx, cluster, to, Some(cnredis_api::names::ROLE_PRIMARY)).await?;
+    super::health::set_role(ctx, cluster, to, Some(cnredis_api::names::ROLE_PRIMARY)).await?;
     if let Some(from_target) = &from_target {
-        set_role(ctx, cluster, from, Some(cnredis_api::names::ROLE_REPLICA)).await?;
+        super::health::set_role(ctx, cluster, from, Some(cnredis_api::names::ROLE_REPLICA)).await?;
         // The old primary is a replica now; its fence was the operator's request.
         api.unfence(from_target).await.map_err(call(from))?;
     }
@@ -159,37 +162,4 @@ async fn patch_status(
     status: serde_json::Value,
 ) -> Result<(), kube::Error> {
     super::status::merge(&ctx.client, cluster, status).await
-}
-
-/// The new primary takes the lease: the old holder can no longer renew it and fences itself.
-async fn hand_over_lease(ctx: &Context, cluster: &RedisCluster, to: &str) -> Result<(), kube::Error> {
-    let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
-    let name = primary_lease(&cluster.name_any());
-    let now = jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string();
-    let patch = json!({"spec": {"holderIdentity": to, "renewTime": now, "acquireTime": now}});
-    match api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        // No lease yet: the new primary creates it when promoted.
-        Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
-        Err(error) => Err(error),
-    }
-}
-
-/// Sets (or removes) a pod's role label at once, so that `-leader` follows the switchover step by step.
-async fn set_role(
-    ctx: &Context,
-    cluster: &RedisCluster,
-    pod: &str,
-    role: Option<&str>,
-) -> Result<(), kube::Error> {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
-    let patch = json!({"metadata": {"labels": {cnredis_api::names::LABEL_ROLE: role}}});
-    api.patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(())
 }

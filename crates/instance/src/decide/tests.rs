@@ -16,6 +16,8 @@ fn primary() -> Observed {
         role: ServerRole::Primary,
         fenced: false,
         empty: false,
+        loading: false,
+        restarted_primary: false,
         lease: LeaseState::Held,
     }
 }
@@ -694,36 +696,215 @@ fn a_demoted_primary_follows_the_new_primary_and_disconnects_its_clients() {
     );
 }
 
+/// A replica of c-1 with this link state.
+fn replica_link(link_up: bool, sync_in_progress: bool) -> Observed {
+    Observed {
+        role: ServerRole::Replica {
+            primary: addr("c-1"),
+            link_up,
+            sync_in_progress,
+        },
+        ..replica_of("c-1")
+    }
+}
+
+/// The link history after these observations, made `seconds` after `start`.
+fn history(start: Instant, observations: &[(u64, Observed)]) -> LinkHistory {
+    let mut link = LinkHistory::default();
+    for (seconds, observed) in observations {
+        link.observe(&observed.role, start + Duration::from_secs(*seconds));
+    }
+    link
+}
+
 #[test]
-fn readiness_needs_a_linked_and_synced_replica() {
-    let syncing = Observed {
-        role: ServerRole::Replica {
-            primary: addr("c-1"),
-            link_up: true,
-            sync_in_progress: true,
-        },
-        ..primary()
-    };
-    let link_down = Observed {
-        role: ServerRole::Replica {
-            primary: addr("c-1"),
-            link_up: false,
-            sync_in_progress: false,
-        },
-        ..primary()
+fn readiness_of_primaries_and_of_linked_replicas_needs_no_history() {
+    let now = Instant::now();
+    let bound = Duration::from_secs(30);
+    let linked = replica_of("c-1");
+    let loading = Observed {
+        loading: true,
+        ..replica_link(false, false)
     };
     let cases = [
-        ("a primary", primary(), true),
-        ("a fenced primary", primary().fenced(), true),
-        ("a linked replica", replica_of("c-1"), true),
-        ("a replica in its initial sync", syncing, false),
-        ("a replica whose link is down", link_down, false),
-        ("a role that cannot be read", unknown_role(), false),
-        ("a silent server", silent(), false),
+        ("a primary", primary(), Readiness::Ready),
+        ("a fenced primary", primary().fenced(), Readiness::Ready),
+        ("a linked replica", linked, Readiness::Ready),
+        (
+            "a replica in its initial sync",
+            replica_link(false, true),
+            Readiness::NotReady(NotReady::NeverSynced),
+        ),
+        (
+            "a replica whose link never came up",
+            replica_link(false, false),
+            Readiness::NotReady(NotReady::NeverSynced),
+        ),
+        (
+            "a replica loading its dataset",
+            loading,
+            Readiness::NotReady(NotReady::Loading),
+        ),
+        (
+            "a role that cannot be read",
+            unknown_role(),
+            Readiness::NotReady(NotReady::RoleUnknown),
+        ),
+        (
+            "a silent server",
+            silent(),
+            Readiness::NotReady(NotReady::NotAnswering),
+        ),
     ];
-    for (name, observed, ready) in cases {
-        assert_eq!(is_ready(&observed), ready, "{name}");
+    for (name, observed, expected) in cases {
+        let link = history(now, &[(0, observed.clone())]);
+        assert_eq!(readiness(&observed, &link, bound, now), expected, "{name}");
     }
+}
+
+#[test]
+fn a_replica_that_was_in_sync_serves_stale_reads_for_the_bound_after_its_link_went_down() {
+    let start = Instant::now();
+    let s = Duration::from_secs;
+    let down = replica_link(false, false);
+    let syncing = replica_link(false, true);
+    let linked = replica_of("c-1");
+    // (case, observations at seconds after start, bound, readiness asked at, expected)
+    let cases = [
+        (
+            "link down 5 s of a 30 s bound",
+            vec![(0, linked.clone()), (10, down.clone())],
+            30,
+            15,
+            Readiness::ServingStale { link_down_for: s(5) },
+        ),
+        (
+            "counted from the first observation of the link down",
+            vec![(0, linked.clone()), (10, down.clone()), (20, down.clone())],
+            30,
+            39,
+            Readiness::ServingStale { link_down_for: s(29) },
+        ),
+        (
+            "down for exactly the bound",
+            vec![(0, linked.clone()), (10, down.clone())],
+            30,
+            40,
+            Readiness::NotReady(NotReady::LinkDownTooLong { link_down_for: s(30) }),
+        ),
+        (
+            "down longer than the bound",
+            vec![(0, linked.clone()), (10, down.clone())],
+            30,
+            100,
+            Readiness::NotReady(NotReady::LinkDownTooLong { link_down_for: s(90) }),
+        ),
+        (
+            "a bound of 0 is the old behaviour",
+            vec![(0, linked.clone()), (10, down.clone())],
+            0,
+            10,
+            Readiness::NotReady(NotReady::LinkDownTooLong { link_down_for: s(0) }),
+        ),
+        (
+            "a resynchronisation counts as the link down",
+            vec![(0, linked.clone()), (10, down.clone()), (12, syncing.clone())],
+            30,
+            20,
+            Readiness::ServingStale { link_down_for: s(10) },
+        ),
+        (
+            "a link that came back restarts the count",
+            vec![
+                (0, linked.clone()),
+                (10, down.clone()),
+                (35, linked.clone()),
+                (50, down.clone()),
+            ],
+            30,
+            60,
+            Readiness::ServingStale { link_down_for: s(10) },
+        ),
+        (
+            "a silent server does not stop or reset the count",
+            vec![
+                (0, linked.clone()),
+                (10, down.clone()),
+                (20, silent()),
+                (45, down.clone()),
+            ],
+            30,
+            45,
+            Readiness::NotReady(NotReady::LinkDownTooLong { link_down_for: s(35) }),
+        ),
+        (
+            "never synced since the server started",
+            vec![(0, down.clone()), (1, syncing.clone())],
+            30,
+            2,
+            Readiness::NotReady(NotReady::NeverSynced),
+        ),
+        (
+            "a former primary has not synced with its new primary",
+            vec![(0, primary()), (10, down.clone())],
+            30,
+            11,
+            Readiness::NotReady(NotReady::NeverSynced),
+        ),
+        (
+            "a replica repointed to a new primary keeps serving what it has",
+            vec![
+                (0, linked.clone()),
+                (10, down.clone()),
+                (
+                    15,
+                    Observed {
+                        role: ServerRole::Replica {
+                            primary: addr("c-2"),
+                            link_up: false,
+                            sync_in_progress: false,
+                        },
+                        ..replica_of("c-2")
+                    },
+                ),
+            ],
+            30,
+            20,
+            Readiness::ServingStale { link_down_for: s(10) },
+        ),
+    ];
+    for (name, observations, bound, at, expected) in cases {
+        let link = history(start, &observations);
+        let (_, last) = observations.last().unwrap();
+        let ready = readiness(last, &link, s(bound), start + s(at));
+        assert_eq!(ready, expected, "{name}");
+        assert_eq!(
+            ready.is_ready(),
+            matches!(ready, Readiness::ServingStale { .. }),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_stale_read_count_starts_when_the_link_is_first_seen_down() {
+    let start = Instant::now();
+    let mut link = LinkHistory::default();
+    link.observe(&replica_of("c-1").role, start);
+    assert_eq!(link.down_for(start), None);
+    let down = replica_link(false, false);
+    // Asked before the observation is folded in: down for no time yet.
+    assert_eq!(
+        readiness(&down, &link, Duration::from_secs(1), start),
+        Readiness::ServingStale {
+            link_down_for: Duration::ZERO
+        }
+    );
+    link.observe(&down.role, start + Duration::from_secs(3));
+    assert_eq!(
+        link.down_for(start + Duration::from_secs(4)),
+        Some(Duration::from_secs(1))
+    );
 }
 
 #[test]
@@ -738,11 +919,13 @@ fn boot_plan_starts_only_the_target_primary_as_primary_and_only_with_its_dataset
             BootRole::Isolated,
             true,
         ),
+        // A restarted primary, even with its dataset, while the replicas hold data: its files may be
+        // behind them.
         (
             pod("c-1").primary_is("c-1").with_data(),
             true,
-            BootRole::Primary,
-            false,
+            BootRole::Isolated,
+            true,
         ),
         (
             pod("c-1").primary_is("c-1").fence_requested(),
@@ -786,4 +969,39 @@ fn boot_plan_starts_only_the_target_primary_as_primary_and_only_with_its_dataset
             "{desired:?} with dataset on disk {on_disk}"
         );
     }
+}
+
+#[test]
+fn a_restarted_primary_is_never_promoted_and_says_why() {
+    let desired = pod("c-1").primary_is("c-1").with_data();
+    let restarted = Observed {
+        role: ServerRole::Replica {
+            primary: "127.0.0.1:1".to_string(),
+            link_up: false,
+            sync_in_progress: false,
+        },
+        fenced: true,
+        restarted_primary: true,
+        ..primary()
+    };
+    assert!(is_primary_restart(&desired));
+    assert!(!decide(&restarted, &desired).contains(&PromoteToPrimary));
+    assert_eq!(
+        fence_reasons(&restarted, &desired).first(),
+        Some(&RestartedPrimary)
+    );
+    // Once the operator names another primary, it follows it and its fence is lifted.
+    let after = pod("c-1").primary_is("c-2").with_data();
+    let actions = decide(
+        &Observed {
+            restarted_primary: false,
+            ..restarted.clone()
+        },
+        &after,
+    );
+    assert!(
+        actions.iter().any(|a| matches!(a, FollowPrimary { .. })),
+        "{actions:?}"
+    );
+    assert!(actions.contains(&Unfence), "{actions:?}");
 }

@@ -1,6 +1,7 @@
 //! The pod network (e2e/README.md): a network namespace, a veth pair whose pod end is `eth0` holding the
 //! pod IP as `/32`, a default route through the link-local gateway answered by proxy ARP on the host end,
-//! and a host `/32` route back.
+//! and a host `/32` route back. The host state this relies on (forwarding, proxy ARP on the host end) is
+//! set here, pod by pod, so that the runtime works on a fresh machine without `e2e/cluster.sh up` first.
 
 use anyhow::Context;
 
@@ -20,6 +21,7 @@ pub async fn create(tools: &Tools, sandbox: &SandboxRecord) -> anyhow::Result<()
 }
 
 async fn create_steps(tools: &Tools, sb: &SandboxRecord) -> anyhow::Result<()> {
+    enable_forwarding().await?;
     let ip = &tools.ip;
     let ns = sb.netns.as_str();
     let veth = sb.host_veth.as_str();
@@ -42,13 +44,39 @@ async fn create_steps(tools: &Tools, sb: &SandboxRecord) -> anyhow::Result<()> {
         ],
     )
     .await?;
-    let proxy_arp = format!("/proc/sys/net/ipv4/conf/{veth}/proxy_arp");
-    tokio::fs::write(&proxy_arp, b"1")
-        .await
-        .with_context(|| format!("writing {proxy_arp}"))?;
+    // The host answers the pod's ARP for the gateway (proxy ARP) and routes what the pod sends: both
+    // need forwarding on this device. New devices inherit it from `net.ipv4.ip_forward=1` (via
+    // `conf.default.forwarding`), but a host may have that default turned off on its own.
+    for knob in ["forwarding", "proxy_arp"] {
+        write_sysctl(&format!("/proc/sys/net/ipv4/conf/{veth}/{knob}")).await?;
+    }
     host::run(ip, &["link", "set", veth, "up"]).await?;
     host::run(ip, &["route", "replace", &pod_addr, "dev", veth]).await?;
     Ok(())
+}
+
+/// Turns on `net.ipv4.ip_forward` unless it is on already: a machine boots with it off, and without it
+/// the host neither forwards pod traffic nor answers proxy ARP, so a pod cannot reach anything, not even
+/// the host (readiness probes and tests from the host time out).
+async fn enable_forwarding() -> anyhow::Result<()> {
+    const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+    let current = tokio::fs::read_to_string(IP_FORWARD)
+        .await
+        .with_context(|| format!("reading {IP_FORWARD}"))?;
+    if current.trim() == "1" {
+        return Ok(());
+    }
+    tracing::info!("turning on net.ipv4.ip_forward: pods route through this host");
+    write_sysctl(IP_FORWARD)
+        .await
+        .context("pods need net.ipv4.ip_forward=1")
+}
+
+/// Sets a boolean sysctl to 1.
+async fn write_sysctl(path: &str) -> anyhow::Result<()> {
+    tokio::fs::write(path, b"1")
+        .await
+        .with_context(|| format!("writing 1 to {path}"))
 }
 
 /// Removes the namespace (which takes the veth pair and the host route with it) and, should the pair

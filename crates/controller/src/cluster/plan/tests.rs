@@ -1,28 +1,9 @@
 use super::*;
-use cnredis_instance_client::wire::{Dataset, LeaseStatus, Persistence, Replication};
 
 fn report(role: Role, ready: bool) -> InstanceReport {
     InstanceReport {
-        pod: String::new(),
-        cluster: "c".to_string(),
-        answered: role != Role::Unknown,
-        role,
-        fenced: false,
-        fence_reasons: Vec::new(),
-        empty_after_restart: false,
         ready,
-        replication: Replication::default(),
-        dataset: Dataset::default(),
-        persistence: Persistence::default(),
-        lease: LeaseStatus::Held,
-        engine: "valkey".to_string(),
-        engine_version: "8.1.8".to_string(),
-        manager_version: "0.1.0".to_string(),
-        manager_uptime_seconds: 1,
-        server_uptime_seconds: 1,
-        server_restarts: 0,
-        pending_restart: Vec::new(),
-        last_error: None,
+        ..crate::cluster::report_fixture::report(role)
     }
 }
 
@@ -86,6 +67,7 @@ fn wanted(instances: u32) -> Wanted {
         fenced: Vec::new(),
         update_strategy: PrimaryUpdateStrategy::Unsupervised,
         update_method: PrimaryUpdateMethod::Switchover,
+        primary_failing: false,
     }
 }
 
@@ -335,4 +317,20 @@ fn a_switchover_in_progress_is_resumed_before_anything_else() {
         })
     );
     assert!(plan.create.is_empty(), "no scaling during a switchover");
+}
+
+#[test]
+fn a_failing_primary_whose_pod_is_gone_is_left_to_the_failover() {
+    let mut wanted = wanted(3);
+    wanted.current_primary = Some("c-1".to_string());
+    wanted.target_primary = Some("c-1".to_string());
+    wanted.primary_failing = true;
+    let observed = [
+        instance(1, Role::Primary).without_pod(),
+        instance(2, Role::Replica).not_ready(),
+        instance(3, Role::Replica).not_ready(),
+    ];
+    assert_eq!(plan(&wanted, &observed).create, Vec::<u32>::new());
+    wanted.primary_failing = false;
+    assert_eq!(plan(&wanted, &observed).create, vec![1]);
 }

@@ -100,6 +100,10 @@ fn server_env(cluster: &RedisCluster) -> Vec<EnvVar> {
         value_env("CNREDIS_API_TLS_DIR", INSTANCE_API_TLS_DIR),
         value_env("CNREDIS_LOG_FORMAT", "json"),
         value_env("CNREDIS_LOG_LEVEL", log_level(spec.log_level)),
+        value_env(
+            "CNREDIS_LEASE_DURATION_SECONDS",
+            &spec.failover.primary_lease_seconds.to_string(),
+        ),
     ];
     if spec.auth.enabled {
         // The path of the password, never the password: it stays in the secret volume.

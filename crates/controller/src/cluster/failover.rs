@@ -1,0 +1,369 @@
+//! Automatic failover decisions, pure: is the primary failing ([`primary_failure`], debounced by
+//! [`detect`]), is the old primary proven unable to take writes ([`fence_proof`]), and which replica takes
+//! its place ([`choose_failover_target`]). The health loop (`health.rs`) observes the world, asks these
+//! functions, and acts.
+
+use std::time::Duration;
+
+use cnredis_instance_client::wire::{InstanceReport, Role};
+use jiff::Timestamp;
+
+/// What the health loop saw of the primary in one poll.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PrimaryFacts {
+    /// The pod object exists.
+    pub pod_exists: bool,
+    /// The pod has a deletion timestamp.
+    pub terminating: bool,
+    /// Phase `Failed` (evicted, ...).
+    pub pod_failed: bool,
+    /// Every container of the pod has stopped (terminated or waiting to restart).
+    pub containers_stopped: bool,
+    /// The pod's node reports Ready=False or Unknown.
+    pub node_not_ready: bool,
+    /// The instance API's answer, `None` when it did not answer in time.
+    pub report: Option<InstanceReport>,
+}
+
+/// Why the primary is failing; serialized into `status.primaryFailing.reason` and Events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    PodDeleted,
+    PodGone,
+    PodFailed,
+    ContainerStopped,
+    NodeNotReady,
+    /// The instance API did not answer.
+    Unreachable,
+    /// The instance manager answered, its server did not.
+    ServerDown,
+    /// The server restarted with no dataset while the cluster records data: it stays fenced for ever.
+    EmptyAfterRestart,
+    /// The primary's server restarted (crash, container or pod restart): it waits isolated, since its
+    /// dataset may be behind the replicas'.
+    RestartedPrimary,
+}
+
+impl Failure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PodDeleted => "PodDeleted",
+            Self::PodGone => "PodGone",
+            Self::PodFailed => "PodFailed",
+            Self::ContainerStopped => "ContainerStopped",
+            Self::NodeNotReady => "NodeNotReady",
+            Self::Unreachable => "Unreachable",
+            Self::ServerDown => "ServerDown",
+            Self::EmptyAfterRestart => "EmptyAfterRestart",
+            Self::RestartedPrimary => "RestartedPrimary",
+        }
+    }
+
+    /// A failure that cannot heal by itself within the delay: the pod is going or gone, or the server
+    /// came back without its data. Failing over at once is then both safe (the fence still needs proof)
+    /// and the only way back to a writable primary.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::PodDeleted
+                | Self::PodGone
+                | Self::PodFailed
+                | Self::EmptyAfterRestart
+                | Self::RestartedPrimary
+        )
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::PodDeleted,
+            Self::PodGone,
+            Self::PodFailed,
+            Self::ContainerStopped,
+            Self::NodeNotReady,
+            Self::Unreachable,
+            Self::ServerDown,
+            Self::EmptyAfterRestart,
+            Self::RestartedPrimary,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == text)
+    }
+}
+
+/// What is wrong with the primary in one observation, with a sentence for the status; `None` when it
+/// serves.
+pub fn primary_failure(pod: &str, facts: &PrimaryFacts) -> Option<(Failure, String)> {
+    let failure = |f: Failure, message: String| Some((f, message));
+    if !facts.pod_exists {
+        return failure(Failure::PodGone, format!("pod {pod} does not exist"));
+    }
+    if facts.terminating {
+        return failure(Failure::PodDeleted, format!("pod {pod} is being deleted"));
+    }
+    if facts.pod_failed {
+        return failure(Failure::PodFailed, format!("pod {pod} has failed"));
+    }
+    if facts.node_not_ready {
+        return failure(Failure::NodeNotReady, format!("the node of {pod} is not ready"));
+    }
+    if facts.containers_stopped {
+        return failure(
+            Failure::ContainerStopped,
+            format!("the containers of {pod} have stopped"),
+        );
+    }
+    match &facts.report {
+        None => failure(
+            Failure::Unreachable,
+            format!("the instance API of {pod} does not answer"),
+        ),
+        Some(report) if report.empty_after_restart => failure(
+            Failure::EmptyAfterRestart,
+            format!("{pod} restarted with an empty dataset"),
+        ),
+        Some(report) if report.restarted_primary => failure(
+            Failure::RestartedPrimary,
+            format!("the server of {pod} restarted: its dataset may be behind the replicas'"),
+        ),
+        Some(report) if !report.answered => failure(
+            Failure::ServerDown,
+            format!("the server of {pod} does not answer"),
+        ),
+        Some(_) => None,
+    }
+}
+
+/// The failure remembered in the status between polls (and operator restarts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failing {
+    pub pod: String,
+    pub since: Timestamp,
+    pub failure: Failure,
+    pub message: String,
+}
+
+/// The verdict of one poll.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Detection {
+    /// The primary serves (or recovered): forget any failure.
+    Healthy,
+    /// Failing, not yet for long enough (or only just seen).
+    Failing(Failing),
+    /// Fail over now.
+    FailOver(Failing),
+}
+
+/// Debounces [`primary_failure`]: a failure seen for the first time is only remembered; it fails over
+/// once seen again `delay` after it was first seen, or at the next poll when it is final (whatever that
+/// poll sees: a final failure does not heal). So one missed poll never fails over, and a server that
+/// restarts with its data within the delay is kept.
+pub fn detect(
+    previous: Option<&Failing>,
+    pod: &str,
+    seen: Option<(Failure, String)>,
+    now: Timestamp,
+    delay: Duration,
+) -> Detection {
+    let previous = previous.filter(|p| p.pod == pod);
+    let Some((failure, message)) = seen else {
+        // A final failure does not heal: a pod deleted and recreated under the same name at once is a
+        // new server started from its volume, which may hold less than the replicas.
+        return match previous {
+            Some(previous) if previous.failure.is_final() => Detection::FailOver(previous.clone()),
+            _ => Detection::Healthy,
+        };
+    };
+    let failing = match previous {
+        // The first sighting of any failure of this pod starts the clock; the reason may change later
+        // (unreachable, then pod deleted) without restarting it.
+        Some(previous) => Failing {
+            pod: pod.to_string(),
+            since: previous.since,
+            failure,
+            message,
+        },
+        None => {
+            return Detection::Failing(Failing {
+                pod: pod.to_string(),
+                since: now,
+                failure,
+                message,
+            });
+        }
+    };
+    let elapsed = now.duration_since(failing.since).unsigned_abs();
+    if failure.is_final() || elapsed >= delay {
+        Detection::FailOver(failing)
+    } else {
+        Detection::Failing(failing)
+    }
+}
+
+/// The primary Lease as the operator read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseFacts {
+    pub holder: Option<String>,
+    pub renewed: Option<Timestamp>,
+    pub duration: Duration,
+}
+
+/// What the operator knows of the old primary's ability to take writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FenceFacts {
+    /// Its instance manager answered a fence call: the server refuses writes.
+    pub acknowledged: bool,
+    /// Its pod object is gone, or it is terminating/failed with every container stopped.
+    pub pod_gone: bool,
+    pub lease: Option<LeaseFacts>,
+}
+
+/// How the old primary was proven unable to take writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceProof {
+    Acknowledged,
+    PodGone,
+    LeaseExpired,
+}
+
+impl FenceProof {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Acknowledged => "FenceAcknowledged",
+            Self::PodGone => "PodGone",
+            Self::LeaseExpired => "LeaseExpired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Acknowledged, Self::PodGone, Self::LeaseExpired]
+            .into_iter()
+            .find(|p| p.as_str() == text)
+    }
+
+    /// Whether the Lease may be handed over by the operator. Only with a proof other than its expiry:
+    /// then its holder is known to take no writes whatever its lease says. An expired lease is taken by
+    /// the new primary itself, and a live one is never overwritten.
+    pub fn allows_lease_handover(self) -> bool {
+        !matches!(self, Self::LeaseExpired)
+    }
+}
+
+/// Margin for the clocks of the operator, the API server and the old primary's node to disagree: an
+/// unreachable primary's lease proves a fence only this long after it ran out.
+pub const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(2);
+
+/// Proof that `old_primary` cannot take writes, or why there is none yet.
+pub fn fence_proof(old_primary: &str, facts: &FenceFacts, now: Timestamp) -> Result<FenceProof, String> {
+    if facts.acknowledged {
+        return Ok(FenceProof::Acknowledged);
+    }
+    if facts.pod_gone {
+        return Ok(FenceProof::PodGone);
+    }
+    let Some(lease) = &facts.lease else {
+        return Err(format!(
+            "{old_primary} cannot be reached and holds no readable primary lease: waiting for its pod to stop"
+        ));
+    };
+    // Whoever holds it now, the old primary's own hold ends only at its last renewal plus the duration;
+    // a lease renewed by another holder since only moves that point later, which errs on the safe side.
+    let Some(renewed) = lease.renewed else {
+        return Ok(FenceProof::LeaseExpired);
+    };
+    let valid_until = renewed
+        .checked_add(lease.duration + CLOCK_SKEW_MARGIN)
+        .unwrap_or(Timestamp::MAX);
+    if now >= valid_until {
+        Ok(FenceProof::LeaseExpired)
+    } else {
+        let left = valid_until.duration_since(now).unsigned_abs();
+        Err(format!(
+            "{old_primary} cannot be reached: waiting {:.1} s for its primary lease to run out",
+            left.as_secs_f64()
+        ))
+    }
+}
+
+/// One instance that might replace the primary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate<'a> {
+    pub name: &'a str,
+    pub serial: u32,
+    /// The pod exists, is not being deleted, and is not fenced by the user.
+    pub eligible_pod: bool,
+    pub report: Option<&'a InstanceReport>,
+}
+
+/// Why no replica may replace the primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoCandidate(pub String);
+
+/// The replica to promote: of the old primary's replication history (its replication ID, or the ID its
+/// replicas carry), with data, not loading or mid-sync, and the highest offset; ties go to the lowest
+/// serial. Readiness is not a criterion: every replica of a dead primary has its link down.
+pub fn choose_failover_target(
+    primary_replication_id: Option<&str>,
+    candidates: &[Candidate<'_>],
+) -> Result<String, NoCandidate> {
+    let mut rejected = Vec::new();
+    let mut usable: Vec<(&Candidate<'_>, &InstanceReport)> = Vec::new();
+    for candidate in candidates {
+        let why = match candidate.report {
+            _ if !candidate.eligible_pod => Some("pod gone, terminating or fenced"),
+            None => Some("does not answer"),
+            Some(r) if !r.answered => Some("server does not answer"),
+            Some(r) if r.role != Role::Replica => Some("not a replica"),
+            Some(r) if r.empty_after_restart => Some("restarted empty"),
+            Some(r) if r.persistence.loading => Some("still loading its dataset"),
+            Some(r) if r.replication.sync_in_progress => Some("in the middle of a full sync"),
+            Some(r) if r.replication.offset <= 0 => Some("has never synced"),
+            Some(_) => None,
+        };
+        match (why, candidate.report) {
+            (None, Some(report)) => usable.push((candidate, report)),
+            (Some(why), _) => rejected.push(format!("{} {why}", candidate.name)),
+            (None, None) => unreachable!("a candidate without a report is rejected"),
+        }
+    }
+    // The lineage: the recorded primary's ID when a replica carries it; else the ID most replicas carry,
+    // the most advanced first (the record may be the failed primary's state after a restart, with a new
+    // ID, while its replicas all still carry the old one).
+    let of_lineage = |r: &InstanceReport, id: &str| {
+        r.replication.replication_id == id || r.replication.replication_id2 == id
+    };
+    let lineage = match primary_replication_id.filter(|id| !id.is_empty()) {
+        Some(id) if usable.iter().any(|(_, r)| of_lineage(r, id)) => id.to_string(),
+        _ => usable
+            .iter()
+            .map(|(_, r)| {
+                let id = &r.replication.replication_id;
+                let carriers = usable.iter().filter(|(_, o)| of_lineage(o, id)).count();
+                (carriers, r.replication.offset, id.clone())
+            })
+            .max()
+            .map(|(_, _, id)| id)
+            .unwrap_or_default(),
+    };
+    let (same, diverged): (Vec<_>, Vec<_>) = usable.into_iter().partition(|(_, r)| of_lineage(r, &lineage));
+    for (candidate, _) in &diverged {
+        rejected.push(format!("{} has another replication history", candidate.name));
+    }
+    same.into_iter()
+        .max_by(|(a, ra), (b, rb)| {
+            ra.replication
+                .offset
+                .cmp(&rb.replication.offset)
+                .then(b.serial.cmp(&a.serial))
+        })
+        .map(|(candidate, _)| candidate.name.to_string())
+        .ok_or_else(|| {
+            NoCandidate(if rejected.is_empty() {
+                "there is no replica".to_string()
+            } else {
+                format!("no replica can be promoted: {}", rejected.join("; "))
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests;

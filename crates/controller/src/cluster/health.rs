@@ -1,0 +1,742 @@
+//! The health loop of one RedisCluster, beside its reconciles: every second it looks at the primary (its
+//! pod, its node, its instance API), remembers in the status since when it is failing, and fails over
+//! once [`failover::detect`] says so: record the intent, take the primary out of `-leader`, fence it and
+//! wait for proof, choose the replica, promote it. Every step is recorded in `status.failover` first, so
+//! a restarted operator (or a reconcile) resumes it with [`resume_failover`].
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cnredis_api::RedisCluster;
+use cnredis_api::cluster::{FailoverProgress, FailoverRecord, PrimaryFailing, condition};
+use cnredis_api::names::{
+    ANNOTATION_FENCED_INSTANCES, FencedInstances, INSTANCE_API_PORT, LABEL_CLUSTER, LABEL_ROLE, ROLE_PRIMARY,
+    instance_serial, primary_lease,
+};
+use cnredis_instance_client::Target;
+use cnredis_instance_client::wire::InstanceReport;
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::failover::{
+    self, Candidate, Detection, Failing, Failure, FenceFacts, FenceProof, LeaseFacts, PrimaryFacts,
+};
+use super::reconcile::{publish, publish_about};
+use crate::context::Context;
+
+/// Period of the health loop.
+pub const PERIOD: Duration = Duration::from_secs(1);
+/// How long one instance API call of the health loop may take: shorter than the period, so a hung
+/// instance costs one poll, not the loop.
+const CALL_TIMEOUT: Duration = Duration::from_millis(900);
+/// How long a promotion may take.
+const PROMOTE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts the health loop of `cluster` unless one runs.
+pub fn ensure_running(ctx: &Arc<Context>, cluster: &RedisCluster) {
+    let Some(namespace) = cluster.namespace() else {
+        return;
+    };
+    let key = (namespace, cluster.name_any());
+    let mut loops = ctx.health_loops.lock().unwrap_or_else(|p| p.into_inner());
+    if loops.get(&key).is_some_and(|task| !task.is_finished()) {
+        return;
+    }
+    let task = tokio::spawn(run(ctx.clone(), key.0.clone(), key.1.clone()));
+    loops.insert(key, task);
+}
+
+async fn run(ctx: Arc<Context>, namespace: String, name: String) {
+    let api: Api<RedisCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    tracing::info!(%namespace, cluster = %name, "health loop started");
+    loop {
+        let next = tokio::time::Instant::now() + PERIOD;
+        match api.get_opt(&name).await {
+            Ok(Some(cluster)) if cluster.metadata.deletion_timestamp.is_none() => {
+                if let Err(error) = tick(&ctx, &cluster).await {
+                    tracing::warn!(%namespace, cluster = %name, %error, "health check");
+                }
+            }
+            Ok(_) => break,
+            Err(error) => {
+                tracing::warn!(%namespace, cluster = %name, %error, "health loop cannot read the cluster")
+            }
+        }
+        tokio::time::sleep_until(next).await;
+    }
+    tracing::info!(%namespace, cluster = %name, "health loop stopped: the cluster is gone");
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Pods named in the fencing annotation, `*` for all; an unreadable annotation fences all.
+fn fenced_by_user(cluster: &RedisCluster) -> FencedInstances {
+    FencedInstances::parse(
+        cluster
+            .annotations()
+            .get(ANNOTATION_FENCED_INSTANCES)
+            .map(String::as_str),
+    )
+    .unwrap_or(FencedInstances::All)
+}
+
+async fn tick(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<(), HealthError> {
+    let status = cluster.status.clone().unwrap_or_default();
+    if status.failover.is_some() {
+        return resume_failover(ctx, cluster).await;
+    }
+    let Some(primary) = status.current_primary.clone() else {
+        return Ok(());
+    };
+    // A primary the user fenced is never failed over. One a switchover is moving away from is watched
+    // too: if it dies half-way, the switchover (which needs it to answer) cannot finish, and the
+    // failover, which needs only proof, takes over.
+    if fenced_by_user(cluster).contains(&primary) {
+        if status.primary_failing.is_some() {
+            merge_status(ctx, cluster, json!({"primaryFailing": null})).await?;
+        }
+        return Ok(());
+    }
+    let pods = owned_pods(ctx, cluster).await?;
+    let facts = primary_facts(ctx, cluster, &pods, &primary).await?;
+    let previous = status.primary_failing.as_ref().and_then(remembered);
+    let delay = Duration::from_secs(cluster.spec.failover.delay_seconds.max(1) as u64);
+    let seen = failover::primary_failure(&primary, &facts);
+    match failover::detect(previous.as_ref(), &primary, seen, Timestamp::now(), delay) {
+        Detection::Healthy => {
+            if let Some(failing) = &status.primary_failing {
+                merge_status(ctx, cluster, json!({"primaryFailing": null})).await?;
+                let note = format!(
+                    "{primary} serves again ({} since {}); no failover",
+                    failing.reason, failing.since.0
+                );
+                publish(
+                    ctx,
+                    cluster,
+                    EventType::Normal,
+                    "PrimaryRecovered",
+                    "Detect",
+                    &note,
+                )
+                .await;
+            }
+        }
+        Detection::Failing(failing) => {
+            let changed = previous
+                .as_ref()
+                .is_none_or(|p| p.failure != failing.failure || p.since != failing.since);
+            if changed {
+                merge_status(ctx, cluster, json!({"primaryFailing": failing_status(&failing)})).await?;
+                let note = if failing.failure.is_final() {
+                    format!("{}; failing over", failing.message)
+                } else {
+                    format!(
+                        "{}; failing over unless it recovers within {} s",
+                        failing.message,
+                        delay.as_secs()
+                    )
+                };
+                let pod = pods.get(&primary);
+                publish_about(
+                    ctx,
+                    cluster,
+                    pod,
+                    EventType::Warning,
+                    "PrimaryFailing",
+                    "Detect",
+                    &note,
+                )
+                .await;
+            }
+        }
+        Detection::FailOver(failing) => {
+            if cluster.spec.instances <= 1 {
+                // Nothing to fail over to: the reconcile recreates the pod on its volume.
+                return Ok(());
+            }
+            let _acting = ctx.acting(cluster).lock_owned().await;
+            // Decided from the object read before the lock: re-read it, and fail over only if nobody
+            // changed the primary meanwhile.
+            let api: Api<RedisCluster> =
+                Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+            let Some(cluster) = api.get_opt(&cluster.name_any()).await? else {
+                return Ok(());
+            };
+            let cluster = &cluster;
+            let fresh = cluster.status.clone().unwrap_or_default();
+            if fresh.failover.is_some() || fresh.current_primary.as_deref() != Some(primary.as_str()) {
+                return Ok(());
+            }
+            let progress = FailoverProgress {
+                from: primary.clone(),
+                reason: failing.failure.as_str().to_string(),
+                since: Time(failing.since),
+                started: Time(Timestamp::now()),
+                step: "Fencing".to_string(),
+                fence_proof: None,
+                to: None,
+            };
+            // Compare-and-swap on the object this decision was made from: a concurrent change of the
+            // primary (a reconcile, another operator) makes this write fail and the next poll decide
+            // again.
+            // The cluster is not Ready and has no writable primary until the failover completes.
+            let message = format!("failing over from {primary}: {}", failing.message);
+            let cond = conditions_with(
+                cluster,
+                &[
+                    (condition::FAILOVER, true, "FailingOver", &message),
+                    (condition::READY, false, "FailingOver", &message),
+                    (
+                        condition::PRIMARY_AVAILABLE,
+                        false,
+                        "PrimaryFailed",
+                        &failing.message,
+                    ),
+                ],
+            );
+            let written = cas_status(
+                ctx,
+                cluster,
+                json!({"primaryFailing": failing_status(&failing), "failover": progress, "phase": "Failing over",
+                       "phaseReason": format!("{}: fencing {primary}", failing.message), "conditions": cond}),
+            )
+            .await?;
+            ctx.metrics
+                .failover_started(failing.failure.as_str(), elapsed_since(failing.since));
+            let note = format!("{}: failing over from {primary}", failing.message);
+            publish_about(
+                ctx,
+                cluster,
+                pods.get(&primary),
+                EventType::Warning,
+                "FailoverStarted",
+                "Failover",
+                &note,
+            )
+            .await;
+            drive(ctx, &written, &pods).await?;
+        }
+    }
+    Ok(())
+}
+
+fn remembered(failing: &PrimaryFailing) -> Option<Failing> {
+    Some(Failing {
+        pod: failing.pod.clone(),
+        since: failing.since.0,
+        failure: Failure::parse(&failing.reason)?,
+        message: failing.message.clone(),
+    })
+}
+
+fn failing_status(failing: &Failing) -> PrimaryFailing {
+    PrimaryFailing {
+        pod: failing.pod.clone(),
+        since: Time(failing.since),
+        reason: failing.failure.as_str().to_string(),
+        message: failing.message.clone(),
+    }
+}
+
+fn elapsed_since(since: Timestamp) -> Duration {
+    Timestamp::now().duration_since(since).unsigned_abs()
+}
+
+/// Resumes the failover `status.failover` records (from the health loop, or a reconcile).
+pub async fn resume_failover(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<(), HealthError> {
+    let _acting = ctx.acting(cluster).lock_owned().await;
+    // Re-read under the lock: another step may have completed it meanwhile.
+    let api: Api<RedisCluster> =
+        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let Some(cluster) = api.get_opt(&cluster.name_any()).await? else {
+        return Ok(());
+    };
+    if cluster.status.as_ref().is_none_or(|s| s.failover.is_none()) {
+        return Ok(());
+    }
+    let pods = owned_pods(ctx, &cluster).await?;
+    drive(ctx, &cluster, &pods).await
+}
+
+/// The pods of `cluster`, by name: labelled with it *and* owned by it (its UID), so that a pod anyone
+/// else creates with the right labels is never polled, chosen or promoted.
+pub async fn owned_pods(ctx: &Context, cluster: &RedisCluster) -> Result<BTreeMap<String, Pod>, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let selector = ListParams::default().labels(&format!("{LABEL_CLUSTER}={}", cluster.name_any()));
+    let uid = cluster.uid().unwrap_or_default();
+    Ok(api
+        .list(&selector)
+        .await?
+        .items
+        .into_iter()
+        .filter(|pod| super::observe::owned_by(pod, &uid))
+        .filter(|pod| instance_serial(&cluster.name_any(), &pod.name_any()).is_some())
+        .map(|pod| (pod.name_any(), pod))
+        .collect())
+}
+
+pub fn api_target(cluster: &RedisCluster, pod: &Pod) -> Option<Target> {
+    let ip: IpAddr = pod.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
+    let server_name =
+        cnredis_pki::instance_api_server_name(&cluster.name_any(), &cluster.namespace().unwrap_or_default());
+    Some(Target {
+        server_name,
+        address: SocketAddr::new(ip, INSTANCE_API_PORT),
+    })
+}
+
+async fn report_of(ctx: &Context, cluster: &RedisCluster, pod: &Pod) -> Option<InstanceReport> {
+    let target = api_target(cluster, pod)?;
+    match tokio::time::timeout(CALL_TIMEOUT, ctx.instance_api.status(&target)).await {
+        Ok(Ok(report)) => Some(report),
+        _ => None,
+    }
+}
+
+fn containers_stopped(pod: &Pod) -> bool {
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.clone())
+        .unwrap_or_default();
+    !statuses.is_empty()
+        && statuses
+            .iter()
+            .all(|c| c.state.as_ref().is_none_or(|s| s.running.is_none()))
+}
+
+async fn node_not_ready(ctx: &Context, pod: &Pod) -> Result<bool, kube::Error> {
+    let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+        return Ok(false);
+    };
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let Some(node) = nodes.get_opt(&node).await? else {
+        return Ok(true);
+    };
+    Ok(node
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status != "True"))
+}
+
+async fn primary_facts(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    pods: &BTreeMap<String, Pod>,
+    primary: &str,
+) -> Result<PrimaryFacts, kube::Error> {
+    let Some(pod) = pods.get(primary) else {
+        return Ok(PrimaryFacts::default());
+    };
+    let (report, node_not_ready) = tokio::join!(report_of(ctx, cluster, pod), node_not_ready(ctx, pod));
+    Ok(PrimaryFacts {
+        pod_exists: true,
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        pod_failed: pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"),
+        containers_stopped: containers_stopped(pod),
+        node_not_ready: node_not_ready?,
+        report,
+    })
+}
+
+/// One pass over a recorded failover: fence with proof, choose, promote, complete. Returns when a step
+/// must wait (the next poll comes back) or the failover is complete.
+async fn drive(
+    ctx: &Arc<Context>,
+    cluster: &RedisCluster,
+    pods: &BTreeMap<String, Pod>,
+) -> Result<(), HealthError> {
+    let status = cluster.status.clone().unwrap_or_default();
+    let Some(progress) = status.failover.clone() else {
+        return Ok(());
+    };
+    let from = progress.from.clone();
+    if fenced_by_user(cluster).contains(&from) && progress.to.is_none() {
+        // The user fenced the failing primary meanwhile: the failover stops; the user decides.
+        merge_status(ctx, cluster, json!({"failover": null})).await?;
+        let note =
+            format!("failover from {from} stopped: the cnredis.io/fencedInstances annotation names it");
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "FailoverStopped",
+            "Failover",
+            &note,
+        )
+        .await;
+        return Ok(());
+    }
+    let old_pod = pods.get(&from);
+
+    // The old primary leaves `-leader` first, whatever happens next.
+    if let Some(pod) = old_pod
+        && pod.labels().get(LABEL_ROLE).is_some_and(|r| r == ROLE_PRIMARY)
+    {
+        set_role(ctx, cluster, &from, None).await?;
+    }
+
+    let proof = match progress.fence_proof.as_deref() {
+        Some(proof) => proof.to_string(),
+        None => {
+            let facts = fence_facts(ctx, cluster, old_pod, &from).await?;
+            match failover::fence_proof(&from, &facts, Timestamp::now()) {
+                Ok(proof) => {
+                    merge_status(ctx, cluster, json!({"failover": {"fenceProof": proof.as_str()}})).await?;
+                    let note = format!("{from} takes no writes: {}", proof_sentence(proof));
+                    publish_about(
+                        ctx,
+                        cluster,
+                        old_pod,
+                        EventType::Normal,
+                        "PrimaryFenced",
+                        "Fence",
+                        &note,
+                    )
+                    .await;
+                    proof.as_str().to_string()
+                }
+                Err(waiting) => {
+                    set_phase_reason(ctx, cluster, &status, &waiting).await?;
+                    return Ok(());
+                }
+            }
+        }
+    };
+
+    let to = match progress.to.clone() {
+        Some(to) => to,
+        None => match choose(ctx, cluster, pods, &from).await {
+            Ok(to) => {
+                if FenceProof::parse(&proof).is_some_and(FenceProof::allows_lease_handover) {
+                    hand_over_lease(ctx, cluster, &from, &to).await?;
+                }
+                merge_status(
+                    ctx,
+                    cluster,
+                    json!({"targetPrimary": to, "failover": {"to": to, "step": "Promoting"},
+                           "phaseReason": format!("promoting {to} in place of {from}")}),
+                )
+                .await?;
+                to
+            }
+            Err(failover::NoCandidate(why)) => {
+                if status.phase_reason.as_deref() != Some(why.as_str()) {
+                    let cond = failover_condition(cluster, false, "NoCandidate", &why);
+                    merge_status(ctx, cluster, json!({"phaseReason": why, "conditions": cond})).await?;
+                    let note = format!("{from} stays fenced: {why}");
+                    publish(
+                        ctx,
+                        cluster,
+                        EventType::Warning,
+                        "FailoverBlocked",
+                        "Failover",
+                        &note,
+                    )
+                    .await;
+                }
+                return Ok(());
+            }
+        },
+    };
+
+    let Some(target) = pods.get(&to).and_then(|pod| api_target(cluster, pod)) else {
+        set_phase_reason(
+            ctx,
+            cluster,
+            &status,
+            &format!("waiting for {to} to have an address"),
+        )
+        .await?;
+        return Ok(());
+    };
+    match tokio::time::timeout(PROMOTE_TIMEOUT, ctx.instance_api.promote(&target)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => {
+            let why = format!("promoting {to}: {error}");
+            set_phase_reason(ctx, cluster, &status, &why).await?;
+            return Ok(());
+        }
+        Err(_) => {
+            let why = format!("promoting {to}: no answer within {PROMOTE_TIMEOUT:?}");
+            set_phase_reason(ctx, cluster, &status, &why).await?;
+            return Ok(());
+        }
+    }
+
+    let completed = Timestamp::now();
+    let unavailable = completed.duration_since(progress.since.0).unsigned_abs();
+    let record = FailoverRecord {
+        from: from.clone(),
+        to: to.clone(),
+        reason: progress.reason.clone(),
+        since: progress.since.clone(),
+        started: progress.started.clone(),
+        completed: Time(completed),
+        fence_proof: proof.clone(),
+        write_unavailable_ms: unavailable.as_millis() as i64,
+    };
+    let cond = failover_condition(
+        cluster,
+        false,
+        "FailoverCompleted",
+        &format!("failed over from {from} to {to} ({})", progress.reason),
+    );
+    merge_status(
+        ctx,
+        cluster,
+        json!({
+            "currentPrimary": to,
+            "currentPrimaryTimestamp": completed,
+            "failover": null,
+            "primaryFailing": null,
+            "lastFailover": record,
+            "conditions": cond,
+            "phaseReason": format!("{to} was promoted in place of {from}"),
+        }),
+    )
+    .await?;
+    set_role(ctx, cluster, &to, Some(ROLE_PRIMARY)).await?;
+    ctx.metrics.failover_completed(
+        &progress.reason,
+        completed.duration_since(progress.started.0).unsigned_abs(),
+        unavailable,
+    );
+    let note = format!(
+        "{to} is the primary in place of {from} ({}; fence proof: {proof}); {} ms from the first failing poll",
+        progress.reason,
+        unavailable.as_millis()
+    );
+    publish_about(
+        ctx,
+        cluster,
+        pods.get(&to),
+        EventType::Normal,
+        "FailoverCompleted",
+        "Failover",
+        &note,
+    )
+    .await;
+    tracing::info!(cluster = %cluster.name_any(), %from, %to, reason = %progress.reason, %proof,
+        unavailable_ms = unavailable.as_millis() as u64, "failover completed");
+    Ok(())
+}
+
+fn proof_sentence(proof: FenceProof) -> &'static str {
+    match proof {
+        FenceProof::Acknowledged => "its instance manager acknowledged the fence",
+        FenceProof::PodGone => "its pod is gone",
+        FenceProof::LeaseExpired => "its primary lease ran out (with the clock-skew margin)",
+    }
+}
+
+/// Fences the old primary through its API when it answers, and gathers the other proofs.
+async fn fence_facts(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    pod: Option<&Pod>,
+    from: &str,
+) -> Result<FenceFacts, kube::Error> {
+    let acknowledged = match pod.and_then(|pod| api_target(cluster, pod)) {
+        Some(target) => matches!(
+            tokio::time::timeout(CALL_TIMEOUT * 2, ctx.instance_api.fence(&target)).await,
+            Ok(Ok(result)) if result.fenced
+        ),
+        None => false,
+    };
+    // Re-read the pod: only its absence now proves anything (while a failover is recorded, the
+    // reconcile does not recreate it, and a pod that boots meanwhile boots fenced).
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let pod_gone = pods.get_opt(from).await?.is_none();
+    let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let lease = leases
+        .get_opt(&primary_lease(&cluster.name_any()))
+        .await?
+        .map(|lease| {
+            let spec = lease.spec.unwrap_or_default();
+            LeaseFacts {
+                holder: spec.holder_identity,
+                renewed: spec.renew_time.map(|t| t.0),
+                duration: Duration::from_secs(spec.lease_duration_seconds.unwrap_or(15).max(0) as u64),
+            }
+        });
+    Ok(FenceFacts {
+        acknowledged,
+        pod_gone,
+        lease,
+    })
+}
+
+/// Polls every other instance and chooses the one to promote.
+async fn choose(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    pods: &BTreeMap<String, Pod>,
+    from: &str,
+) -> Result<String, failover::NoCandidate> {
+    let fenced = fenced_by_user(cluster);
+    let others: Vec<&Pod> = pods.values().filter(|pod| pod.name_any() != from).collect();
+    let reports = futures::future::join_all(others.iter().map(|pod| report_of(ctx, cluster, pod))).await;
+    let names: Vec<String> = others.iter().map(|pod| pod.name_any()).collect();
+    let candidates: Vec<Candidate<'_>> = others
+        .iter()
+        .zip(&names)
+        .zip(&reports)
+        .map(|((pod, name), report)| Candidate {
+            name,
+            serial: instance_serial(&cluster.name_any(), name).unwrap_or(u32::MAX),
+            eligible_pod: pod.metadata.deletion_timestamp.is_none() && !fenced.contains(name),
+            report: report.as_ref(),
+        })
+        .collect();
+    let lineage = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.instances_status.iter().find(|i| i.name == from))
+        .and_then(|i| i.replication_id.clone());
+    failover::choose_failover_target(lineage.as_deref(), &candidates)
+}
+
+/// Hands the primary lease to `to`, only while `from` (proven fenced) or nobody holds it: a compare-and-
+/// swap on the Lease read here, so that a concurrent renewal by anyone wins.
+pub async fn hand_over_lease(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    from: &str,
+    to: &str,
+) -> Result<(), kube::Error> {
+    let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let name = primary_lease(&cluster.name_any());
+    let Some(mut lease) = api.get_opt(&name).await? else {
+        return Ok(());
+    };
+    let mut spec = lease.spec.clone().unwrap_or_default();
+    if spec
+        .holder_identity
+        .as_deref()
+        .is_some_and(|h| h != from && h != to)
+    {
+        return Ok(());
+    }
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(Timestamp::now());
+    spec.holder_identity = Some(to.to_string());
+    spec.renew_time = Some(now.clone());
+    spec.acquire_time = Some(now);
+    spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+    lease.spec = Some(spec);
+    match api.replace(&name, &PostParams::default(), &lease).await {
+        Ok(_) => Ok(()),
+        // Changed since read: the promotion takes it if it may.
+        Err(kube::Error::Api(response)) if response.code == 409 => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Sets (or removes) a pod's role label at once.
+pub async fn set_role(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    pod: &str,
+    role: Option<&str>,
+) -> Result<(), kube::Error> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let patch = json!({"metadata": {"labels": {LABEL_ROLE: role}}});
+    match api
+        .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+async fn merge_status(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    status: serde_json::Value,
+) -> Result<(), kube::Error> {
+    super::status::merge(&ctx.client, cluster, status).await
+}
+
+/// Merges `status` only if the cluster is unchanged since `cluster` was read; returns the new object.
+async fn cas_status(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    status: serde_json::Value,
+) -> Result<RedisCluster, kube::Error> {
+    let api: Api<RedisCluster> =
+        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let patch = json!({"metadata": {"resourceVersion": cluster.resource_version()}, "status": status});
+    api.patch_status(
+        &cluster.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+}
+
+async fn set_phase_reason(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    status: &cnredis_api::RedisClusterStatus,
+    reason: &str,
+) -> Result<(), kube::Error> {
+    if status.phase_reason.as_deref() == Some(reason) {
+        return Ok(());
+    }
+    merge_status(
+        ctx,
+        cluster,
+        json!({"phase": "Failing over", "phaseReason": reason}),
+    )
+    .await
+}
+
+/// The conditions with `Failover` set as given (the others kept).
+fn failover_condition(
+    cluster: &RedisCluster,
+    ok: bool,
+    reason: &str,
+    message: &str,
+) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    conditions_with(cluster, &[(condition::FAILOVER, ok, reason, message)])
+}
+
+/// The cluster's conditions with these `(type, ok, reason, message)` set, the others kept.
+fn conditions_with(
+    cluster: &RedisCluster,
+    set: &[(&str, bool, &str, &str)],
+) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    let old = cluster.status.clone().unwrap_or_default().conditions;
+    let mut conditions: Vec<_> = old
+        .iter()
+        .filter(|c| !set.iter().any(|(type_, ..)| c.type_ == *type_))
+        .cloned()
+        .collect();
+    for (type_, ok, reason, message) in set {
+        conditions.push(super::status::condition(
+            type_,
+            *ok,
+            reason,
+            message,
+            cluster.metadata.generation,
+            &old,
+        ));
+    }
+    conditions
+}

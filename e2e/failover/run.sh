@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# The failover chaos suite, on the local cluster with the operator installed (e2e/controller/run.sh
+# installs it; run after it, before cluster-down). A 3-instance RedisCluster; for each scenario a client
+# pod writes `SET w:N` + `WAIT 1` through -leader (on another node than the primary) while a host-side
+# probe asks every instance, inside its own network namespace on 127.0.0.1, whether it takes writes.
+# The fault is applied, the suite waits for the outcome, undoes the fault, and checks the invariants:
+#   - never two writable primaries (the probe log);
+#   - no acknowledged write lost (the writer reads back every key it got an acknowledgement for);
+#   - replication offsets never regress (every instance ends past the highest offset seen before);
+#   - a failover happened when the scenario requires one, to the replica of highest offset;
+#   - afterwards the cluster is Ready, every instance in sync, the old primary a replica.
+# Prints each scenario's client-observed write unavailability (longest gap between acknowledged writes)
+# and "N passed, N failed". SCENARIOS (space-separated) picks some of: delete-pod kill-server
+# kill-manager cut-network freeze-node operator-down full-restart (all by default); RUNS=N SEED=S draws
+# N of them at random (`make chaos`).
+# Every scenario fails over: a killed server or instance manager restarts the primary from its files,
+# which may be behind the replicas, so it waits isolated for the failover (reason RestartedPrimary).
+set -uo pipefail
+E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$E2E/.." && pwd)
+DIR=${CNREDIS_E2E_DIR:-/var/tmp/cnredis-e2e}
+CACHE=${CNREDIS_CACHE:-$HOME/.cache/cnredis}
+export KUBECONFIG=$DIR/admin.kubeconfig
+KUBECTL=${KUBECTL:-$(ls -d "$CACHE"/kube-v1.35.*/bin/kubectl | sort -V | tail -1)}
+KUBELET=${KUBELET:-$ROOT/target/x86_64-unknown-linux-gnu/release/cnredis-kubelet}
+CLI=${CLI:-$CACHE/images/valkey-8.1/usr/local/bin/valkey-cli}
+ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node operator-down full-restart"
+SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
+# RUNS=N [SEED=S]: N scenarios drawn at random (reproducibly for a given SEED) instead.
+if [[ -n ${RUNS:-} ]]; then
+  RANDOM=${SEED:-1}
+  read -ra pool <<<"$ALL_SCENARIOS"
+  SCENARIOS=$(for ((i = 0; i < RUNS; i++)); do echo -n "${pool[RANDOM % ${#pool[@]}]} "; done)
+fi
+NS=e2e-failover
+C=fo
+WORK=$(mktemp -d /tmp/cnredis-failover.XXXX)
+
+k() { "$KUBECTL" -n "$NS" "$@"; }
+# shellcheck source=e2e/lib.sh
+source "$E2E/lib.sh"
+
+primary() { k get rcl "$C" -o jsonpath='{.status.currentPrimary}'; }
+node_of() { k get pod "$1" -o jsonpath='{.spec.nodeName}'; }
+chaos() { local node=$1; shift; "$KUBELET" chaos --socket "$DIR/nodes/$node/chaos.sock" "$@" >/dev/null; }
+
+cluster_ready() {
+  local status primaries instances
+  status=$(k get rcl "$C" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.readyInstances} {.status.phase}')
+  primaries=$(k get pods -l "cnredis.io/cluster=$C,cnredis.io/role=primary" -o name | wc -l)
+  instances=$(k get rcl "$C" -o jsonpath='{range .status.instancesStatus[*]}{.role}/{.ready}/{.link} {end}')
+  [[ $status == "True 3 Healthy" && $primaries == 1 && $instances =~ ^(primary/true/\ |replica/true/up\ ){3}$ ]] \
+    || { echo "Ready/readyInstances/phase: $status; primary labels: $primaries; instances: $instances; $(k get rcl "$C" -o jsonpath='{.status.phaseReason}')"; return 1; }
+}
+
+# The probe: every 200 ms, every instance is asked in its own network namespace whether it takes a
+# write (DEL of a key that never exists: refused by replicas, fenced and isolated servers). Each line:
+# epoch_ms and the writable pods.
+probe_loop() {
+  local pw netns=() names=() refreshed=0
+  pw=$(k get secret "$C-app" -o jsonpath='{.data.password}' | base64 -d)
+  while [[ ! -e $WORK/probe.stop ]]; do
+    if ((SECONDS - refreshed >= 2)); then
+      refreshed=$SECONDS; names=(); netns=()
+      while read -r name uid; do
+        [[ -n $name ]] || continue
+        names+=("$name"); netns+=("cnr-$(echo "${uid//-/}" | cut -c1-12)")
+      done < <(k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid}{"\n"}{end}' 2>/dev/null)
+    fi
+    local i writable="" out
+    for i in "${!names[@]}"; do
+      out=$(REDISCLI_AUTH=$pw timeout 0.5 ip netns exec "${netns[$i]}" "$CLI" -h 127.0.0.1 DEL cnredis:probe:never 2>/dev/null)
+      [[ $out == 0 ]] && writable+=" ${names[$i]}"
+    done
+    echo "$(date +%s%3N)$writable" >>"$WORK/probe.log"
+    sleep 0.2
+  done
+}
+
+# The writer pod, pinned to NODE: SET w:N + WAIT 1 through -leader until e2e:stop exists, printing
+# "ack N epoch_ms" per acknowledged write; then reads back every acknowledged key.
+start_writer() {
+  local name=$1 node=$2 script
+  script=$(base64 -w0 <<'SH'
+host=$(cat /app/host); n=0; acked=""
+while :; do
+  n=$((n + 1))
+  out=$(printf 'SET w:%s %s\nWAIT 1 1000\nGET e2e:stop\n' "$RUN:$n" "$n" | timeout 3 valkey-cli -h "$host" 2>&1 | tr '\n' ' ')
+  set -- $out
+  if [ "${1:-}" = OK ] && [ "${2:-0}" -ge 1 ] 2>/dev/null; then
+    echo "ack $n $(date +%s%3N)"; acked="$acked $n"
+  else
+    sleep 0.05
+  fi
+  [ "${3:-}" = "$RUN" ] && break
+done
+missing=$(for i in $acked; do echo "GET w:$RUN:$i"; done | valkey-cli -h "$host" | grep -c '^$')
+echo "acknowledged=$(echo $acked | wc -w) missing=$missing"
+[ "$missing" -eq 0 ]
+SH
+)
+  k delete pod "$name" --ignore-not-found --wait=true >/dev/null 2>&1
+  k apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: $name}
+spec:
+  restartPolicy: Never
+  nodeName: $node
+  containers:
+    - name: client
+      image: cnredis/e2e-client:1
+      command: [sh, -c]
+      args: ['export REDISCLI_AUTH=\$(cat /app/password) RUN=$name; echo $script | base64 -d > /tmp/w.sh; sh /tmp/w.sh']
+      volumeMounts: [{name: app, mountPath: /app, readOnly: true}]
+  volumes: [{name: app, secret: {secretName: $C-app}}]
+YAML
+}
+
+acks() { k logs "$1" 2>/dev/null | grep -c '^ack '; }
+
+stop_writer() {
+  local name=$1 node=$2 pw
+  pw=$(k get secret "$C-app" -o jsonpath='{.data.password}' | base64 -d)
+  local ip; ip=$(k get pod "$(primary)" -o jsonpath='{.status.podIP}')
+  REDISCLI_AUTH=$pw timeout 5 "$CLI" -h "$ip" SET e2e:stop "$name" >/dev/null
+  finished_pod "$NS" "$name" 60 >"$WORK/$name.log" 2>&1
+}
+
+# longest_gap WRITER FROM_MS: the longest time between two acknowledged writes from FROM_MS on.
+longest_gap() {
+  grep '^ack ' "$WORK/$1.log" | awk -v from="$2" '$3 >= from { if (last && $3 - last > gap) gap = $3 - last; last = $3 } END { print gap + 0 }'
+}
+
+# two_primaries FROM_MS: probe lines from FROM_MS on with two or more writable pods.
+two_primaries() { awk -v from="$1" '$1 >= from && NF > 2' "$WORK/probe.log"; }
+
+offsets() { k get rcl "$C" -o jsonpath='{range .status.instancesStatus[*]}{.name}={.replicationOffset} {end}'; }
+
+echo "== failover suite: $SCENARIOS"
+"$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+k apply -f - >/dev/null <<EOF
+apiVersion: redis.cnredis.io/v1
+kind: RedisCluster
+metadata: {name: $C}
+spec:
+  instances: 3
+  storage: {size: 100Mi}
+  persistence: {mode: rdb}
+  stopDelaySeconds: 10
+  failover: {delaySeconds: 2, primaryLeaseSeconds: ${LEASE_SECONDS:-6}}
+EOF
+wait_until "3 instances Ready" 240 cluster_ready || exit 1
+probe_loop & probe=$!
+
+for scenario in $SCENARIOS; do
+  echo "== $scenario"
+  old=$(primary); node=$(node_of "$old")
+  writer_node=$(k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | grep -vx "$node" | head -1)
+  w="w-$scenario"
+  start_writer "$w" "$writer_node"
+  writing() { (( $(acks "$w") >= 20 )) || { echo "acks: $(acks "$w"); $(k get pod "$w" -o jsonpath='{.status.phase}')"; return 1; }; }
+  wait_until "writer acknowledged 20 writes" 60 writing || continue
+  before_offsets=$(offsets)
+  fault_ms=$(date +%s%3N)
+  expect_failover=yes
+  case $scenario in
+    delete-pod) k delete pod "$old" --wait=false >/dev/null ;;
+    kill-server)
+      # The server is a child of the instance manager, which restarts it at once, isolated: its RDB may
+      # be behind the replicas, so the operator fails over (reason RestartedPrimary).
+      pid=$(ip netns pids "cnr-$(k get pod "$old" -o jsonpath='{.metadata.uid}' | tr -d - | cut -c1-12)" 2>/dev/null \
+        | while read -r p; do [[ $(cat /proc/$p/comm 2>/dev/null) == valkey-server ]] && echo "$p"; done | head -1)
+      [[ -n $pid ]] && kill -9 "$pid" && ok "killed valkey-server ($pid) of $old" || fail "no valkey-server process of $old" ;;
+    kill-manager) chaos "$node" kill-container "$NS" "$old" server ;;
+    operator-down)
+      # The primary fails while no operator runs: the new one fails over once it is up.
+      "$KUBECTL" -n cnredis-system scale deploy/cnredis --replicas=0 >/dev/null
+      no_operator() { [[ -z $("$KUBECTL" -n cnredis-system get pods -l app.kubernetes.io/name=cnredis -o name) ]]; }
+      wait_until "$scenario: operator stopped" 60 no_operator
+      k delete pod "$old" --wait=true >/dev/null
+      ok "$scenario: $old deleted while no operator runs"
+      "$KUBECTL" -n cnredis-system scale deploy/cnredis --replicas=1 >/dev/null ;;
+    full-restart) k delete pods -l "cnredis.io/cluster=$C" --wait=false >/dev/null ;;
+    cut-network) chaos "$node" cut-network "$NS" "$old" ;;
+    freeze-node) chaos "$node" stop-node --mode freeze ;;
+  esac
+  if [[ $expect_failover == yes ]]; then
+    moved() { local p; p=$(primary); [[ -n $p && $p != "$old" ]] && k get pod "$p" -o jsonpath='{.metadata.labels.cnredis\.io/role}' | grep -qx primary || { echo "primary: $p; $(k get rcl "$C" -o jsonpath='{.status.phase}: {.status.phaseReason}')"; return 1; }; }
+    wait_until "$scenario: failed over from $old" 90 moved && echo "timing: $scenario: fault -> new primary labelled: $(( $(date +%s%3N) - fault_ms )) ms (operator-observed)"
+  fi
+  case $scenario in
+    cut-network) chaos "$node" restore-network "$NS" "$old" ;;
+    freeze-node) chaos "$node" start-node ;;
+  esac
+  # The writer sees the new primary through -leader before the cluster is whole again.
+  more_acks=$(( $(acks "$w") + 20 ))
+  writing_again() { (( $(acks "$w") >= more_acks )) || { echo "acks: $(acks "$w")"; return 1; }; }
+  wait_until "$scenario: writes acknowledged again" 90 writing_again
+  wait_until "$scenario: cluster Ready again, every instance in sync" 180 cluster_ready
+  new=$(primary)
+  if [[ $expect_failover == yes ]]; then
+    [[ $new != "$old" ]] && ok "$scenario: $new replaced $old" || fail "$scenario: $old is still the primary"
+    record=$(k get rcl "$C" -o jsonpath='{.status.lastFailover.from}>{.status.lastFailover.to} {.status.lastFailover.reason} {.status.lastFailover.fenceProof} {.status.lastFailover.writeUnavailableMs}ms')
+    echo "  lastFailover: $record; offsets before the fault: $before_offsets"
+    old_is_replica() { local role; role=$(k get rcl "$C" -o jsonpath="{.status.instancesStatus[?(@.name==\"$old\")].role}"); [[ $role == replica ]] || { echo "$old is '$role'"; return 1; }; }
+    wait_until "$scenario: the old primary $old is a replica" 60 old_is_replica
+  elif [[ $expect_failover == no ]]; then
+    [[ $new == "$old" ]] && ok "$scenario: no failover, $old kept its role and data" || fail "$scenario: failed over to $new"
+  fi
+  # Offsets never regress: every instance is now past the highest offset any had before the fault.
+  before_max=$(tr ' ' '\n' <<<"$before_offsets" | cut -d= -f2 | sort -n | tail -1)
+  after_min=$(offsets | tr ' ' '\n' | grep = | cut -d= -f2 | sort -n | head -1)
+  ((after_min >= before_max)) && ok "$scenario: replication offsets moved on ($before_max before, lowest now $after_min)" \
+    || fail "$scenario: an offset regressed: before $before_offsets, now $(offsets)"
+  stop_writer "$w" "$writer_node"
+  summary=$(tail -1 "$WORK/$w.log")
+  if [[ $summary == acknowledged=*missing=0 ]]; then ok "$scenario: no acknowledged write lost ($summary)"; else fail "$scenario: writer: $(tail -3 "$WORK/$w.log")"; fi
+  echo "timing: $scenario: longest gap between acknowledged writes: $(longest_gap "$w" "$((fault_ms - 5000))") ms"
+  doubles=$(two_primaries "$fault_ms")
+  [[ -z $doubles ]] && ok "$scenario: never two writable primaries ($(awk -v f="$fault_ms" '$1 >= f' "$WORK/probe.log" | wc -l) probes)" \
+    || fail "$scenario: two writable primaries: $(head -3 <<<"$doubles")"
+  k delete pod "$w" --ignore-not-found --wait=false >/dev/null
+done
+
+touch "$WORK/probe.stop"; wait "$probe"
+events=$(k get events --field-selector "involvedObject.name=$C" -o jsonpath='{range .items[*]}{.reason} {end}')
+[[ $events == *FailoverStarted* && $events == *PrimaryFenced* && $events == *FailoverCompleted* ]] \
+  && ok "events: $(tr ' ' '\n' <<<"$events" | sort | uniq -c | tr -s ' \n' ' ')" || fail "events: $events"
+operator_ip=$("$KUBECTL" -n cnredis-system get pod -l app.kubernetes.io/name=cnredis -o jsonpath='{.items[0].status.podIP}')
+metrics=$(curl -s "http://$operator_ip:8080/metrics")
+grep -q '^cnredis_failovers_completed_total' <<<"$metrics" && ok "metrics: $(grep '^cnredis_failovers_completed_total' <<<"$metrics" | tr '\n' ' ')" \
+  || fail "no cnredis_failovers_completed_total metric"
+k delete rcl "$C" --wait=false >/dev/null
+
+echo
+echo "$passed passed, $failed failed"
+if ((failed > 0)); then
+  echo "--- operator log (tail)"
+  "$KUBECTL" -n cnredis-system logs deploy/cnredis --tail=80 2>&1
+  k get rcl,pods -o wide 2>&1
+  k get rcl "$C" -o yaml 2>&1 | sed -n '/^status:/,$p' | head -60
+fi
+((failed == 0))

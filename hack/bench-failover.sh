@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Client-observed failover figures: runs the chaos suite (e2e/failover/run.sh) REPEAT times per scenario
+# on the local cluster with the operator installed (`make demo` or `make chaos` leave both up), and
+# prints, per scenario, the distribution of the writer's longest gap between acknowledged writes and of
+# the operator's record (first failing poll -> promotion), plus the invariant violations counted.
+#
+#   hack/bench-failover.sh                      # REPEAT=20 SCENARIOS="delete-pod kill-server"
+#   REPEAT=5 SCENARIOS="cut-network freeze-node" hack/bench-failover.sh
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPEAT=${REPEAT:-20}
+SCENARIOS=${SCENARIOS:-delete-pod kill-server}
+LOG=${LOG:-/tmp/cnredis-bench-failover.log}
+
+runs=""
+for ((i = 0; i < REPEAT; i++)); do runs+="$SCENARIOS "; done
+SCENARIOS=$runs "$ROOT/e2e/failover/run.sh" >"$LOG" 2>&1
+status=$?
+
+# distribution NAME VALUES...: sorted values, p50, the maximum (with 20 samples "p99" is the maximum).
+distribution() {
+  local name=$1; shift
+  (($# > 0)) || { echo "$name: no samples"; return; }
+  local sorted; sorted=$(printf '%s\n' "$@" | sort -n | tr '\n' ' ')
+  read -ra v <<<"$sorted"
+  echo "$name (ms, $# runs): p50 ${v[$(( ($# - 1) / 2 ))]}  max ${v[$(($# - 1))]}"
+  echo "  all: $sorted"
+}
+
+echo "REPEAT=$REPEAT SCENARIOS=\"$SCENARIOS\" ($(date -u +%F), log $LOG)"
+for scenario in $(tr ' ' '\n' <<<"$SCENARIOS" | sort -u); do
+  mapfile -t gaps < <(grep -oP "^timing: $scenario: longest gap between acknowledged writes: \K[0-9]+" "$LOG")
+  mapfile -t operator < <(grep -A3 "^ok: $scenario: .* replaced" "$LOG" | grep -oP 'lastFailover: .* \K[0-9]+(?=ms)')
+  distribution "$scenario: client longest gap" "${gaps[@]}"
+  distribution "$scenario: operator, first failing poll -> promotion" "${operator[@]}"
+  echo "  lost acknowledged writes: $(grep -c "^FAIL: $scenario: writer" "$LOG") runs with losses;" \
+    "two writable primaries: $(grep -c "^FAIL: $scenario: two writable" "$LOG") runs;" \
+    "acknowledged writes checked: $(grep -oP "^ok: $scenario: no acknowledged write lost \(acknowledged=\K[0-9]+" "$LOG" | awk '{ s += $1 } END { print s + 0 }')"
+done
+grep -E '^[0-9]+ passed' "$LOG"
+exit $status
