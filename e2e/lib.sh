@@ -55,3 +55,19 @@ spec:
 YAML
   finished_pod "$ns" "$name" 90
 }
+
+# apply_cluster NAMESPACE NAME PERSISTENCE [SPEC_LINE]: a 3-instance RedisCluster on 100Mi volumes, with
+# the given persistence mode, a 10 s stop delay, and SPEC_LINE (one more `key: value` of its spec).
+apply_cluster() {
+  "$KUBECTL" -n "$1" apply -f - >/dev/null <<YAML
+apiVersion: redis.cnredis.io/v1
+kind: RedisCluster
+metadata: {name: $2}
+spec:
+  instances: 3
+  storage: {size: 100Mi}
+  persistence: {mode: $3}
+  stopDelaySeconds: 10
+  ${4:-}
+YAML
+}

@@ -33,6 +33,8 @@ for scenario in $(tr ' ' '\n' <<<"$SCENARIOS" | sort -u); do
   mapfile -t operator < <(grep -A3 "^ok: $scenario: .* replaced" "$LOG" | grep -oP 'lastFailover: .* \K[0-9]+(?=ms)')
   distribution "$scenario: client longest gap" "${gaps[@]}"
   distribution "$scenario: operator, first failing poll -> promotion" "${operator[@]}"
+  mapfile -t resumed < <(grep -oP "^timing: $scenario: the resumed primary took writes for \K[0-9]+" "$LOG")
+  ((${#resumed[@]} == 0)) || distribution "$scenario: resumed old primary, first answer -> fenced" "${resumed[@]}"
   echo "  lost acknowledged writes: $(grep -c "^FAIL: $scenario: writer" "$LOG") runs with losses;" \
     "two writable primaries: $(grep -c "^FAIL: $scenario: two writable" "$LOG") runs;" \
     "acknowledged writes checked: $(grep -oP "^ok: $scenario: no acknowledged write lost \(acknowledged=\K[0-9]+" "$LOG" | awk '{ s += $1 } END { print s + 0 }')"

@@ -68,16 +68,7 @@ if [[ $out == *"instances must be between 1 and 16"* ]]; then ok "instances: 0 r
 
 echo "== a 3-instance cluster"
 started=$SECONDS
-k apply -f - >/dev/null <<EOF
-apiVersion: redis.cnredis.io/v1
-kind: RedisCluster
-metadata: {name: $C}
-spec:
-  instances: 3
-  storage: {size: 100Mi}
-  persistence: {mode: rdb+aof}
-  stopDelaySeconds: 10
-EOF
+apply_cluster "$NS" "$C" rdb+aof
 wait_until "3 instances Ready, one primary" 240 cluster_is 3 && echo "timing: apply -> Ready (3 instances): $((SECONDS - started)) s"
 P=$(primary)
 [[ $P == "$C-1" ]] && ok "the first instance is the primary ($P)" || fail "primary is '$P', expected $C-1"

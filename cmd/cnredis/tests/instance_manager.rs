@@ -676,6 +676,153 @@ async fn manager_in_process(
     (server, manager, socket)
 }
 
+/// The pid of a pod's server, from its `INFO`.
+async fn server_pid(h: &Harness, pod: &str) -> i32 {
+    let mut connection = h.redis(pod, PASSWORD).await.unwrap();
+    info_field(&mut connection, "process_id")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A fence asked for while the primary's server is down (between its crash and its restart) is
+/// acknowledged at once, and the server then starts fenced: the operator's proof for a crashed primary
+/// does not wait for the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fence_while_the_server_is_down_is_acknowledged_and_the_server_starts_fenced() {
+    let mut h = Harness::new("fence-while-down", "valkey-9.1", 1, "rdb");
+    h.set_primary(Some("c-1"), Some("c-1"));
+    h.start("c-1");
+    h.wait_ready("c-1").await;
+    // A second crash within a minute of the first waits 2 s before the restart: time to ask.
+    for crash in 1..=2 {
+        let pid = server_pid(&h, "c-1").await;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        eventually("the manager saw the crash", WAIT, || async {
+            let report = h.status("c-1").await?;
+            (report.server_restarts == crash && !report.answered)
+                .then_some(())
+                .ok_or(format!("{report:?}"))
+        })
+        .await;
+        if crash == 1 {
+            eventually("the server is back", WAIT, || async {
+                h.redis("c-1", PASSWORD)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+        }
+    }
+    let result = h.operator.fence(&h.instance("c-1").target()).await.unwrap();
+    assert!(result.fenced, "{result:?}");
+    assert!(result.message.contains("no server runs"), "{result:?}");
+    let refusal = eventually("the server is back, refusing writes", WAIT, || async {
+        match set(&h, "c-1", "k", "v").await {
+            Err(error) if error.is_connection_refusal() || error.is_io_error() => Err(error.to_string()),
+            other => Ok(other),
+        }
+    })
+    .await;
+    assert_eq!(error_code(refusal).as_deref(), Some("NOREPLICAS"));
+    assert!(h.status("c-1").await.unwrap().fenced);
+}
+
+/// A valkey-server of this test on a unix socket in `dir`, with `extra` arguments.
+fn local_server(dir: &std::path::Path, extra: &[&str]) -> LocalServer {
+    let engine_dir = support::engine_dir("valkey-9.1");
+    LocalServer(
+        std::process::Command::new(engine_dir.join("valkey-server"))
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(dir.join("server.sock"))
+            .args(["--unixsocketperm", "700", "--requirepass", PASSWORD])
+            .arg("--dir")
+            .arg(dir)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("starting valkey-server"),
+    )
+}
+
+/// A restarted primary still loading its dataset acknowledges a fence at once: the server serves
+/// `CONFIG SET` while it loads, and then answers a write with `NOREPLICAS` rather than `LOADING` (the
+/// check for good replicas comes first), so the fence's probe write is refused as expected; the fence
+/// holds once the load is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_loading_its_dataset_acknowledges_a_fence_that_holds_once_loaded() {
+    use cnredis_instance::server::ServerClient;
+
+    let dir = std::env::temp_dir().join(format!("cnredis-loading-fence-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("server.sock");
+    // About 6 MB of values that do not compress, saved to the RDB.
+    {
+        let _server = local_server(&dir, &[]);
+        let mut connection = eventually("the server answers", WAIT, || async {
+            unix_connection(&socket).await.map_err(|e| e.to_string())
+        })
+        .await;
+        let mut pipe = redis::pipe();
+        for i in 0u64..20_000 {
+            let value: String = (0..10u64)
+                .map(|j| format!("{:016x}", (i * 10 + j).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+                .collect();
+            pipe.set(format!("key{i}"), value).ignore();
+        }
+        pipe.query_async::<()>(&mut connection).await.unwrap();
+        redis::cmd("SAVE")
+            .query_async::<()>(&mut connection)
+            .await
+            .unwrap();
+    }
+    // Restarted with the load slowed down (100 µs a key: about 2 s), answering while it loads.
+    let _server = local_server(
+        &dir,
+        &[
+            "--key-load-delay",
+            "100",
+            "--loading-process-events-interval-bytes",
+            "1024",
+        ],
+    );
+    let client = ServerClient::new(socket, Some(PASSWORD.to_string()));
+    eventually("the server answers while loading", WAIT, || async {
+        match client.info().await {
+            Ok(info) if info.contains("loading:1") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    client
+        .fence()
+        .await
+        .expect("a loading server acknowledges the fence");
+    assert!(
+        client.info().await.unwrap().contains("loading:1"),
+        "the fence was acknowledged before the load ended"
+    );
+    let refusal = eventually("the load ends", WAIT, || async {
+        let mut probe = redis::cmd("DEL");
+        probe.arg("never-written");
+        match client.query::<i64>(&probe).await {
+            Err(error) if error.is_loading() => Err("still loading".to_string()),
+            other => Ok(other),
+        }
+    })
+    .await;
+    assert!(
+        matches!(&refusal, Err(cnredis_instance::server::ServerError::Redis(error)) if error.code() == Some("NOREPLICAS")),
+        "after the load a write is refused: {refusal:?}"
+    );
+    assert!(client.is_fenced().await.unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The loop's connection and the watchdog's each survive a fence through the other (which disconnects
 /// every normal client but the one fencing): the next command is answered, not failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

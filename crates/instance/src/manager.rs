@@ -107,6 +107,8 @@ pub struct State {
     pub pending_restart: Vec<String>,
     pub last_error: Option<String>,
     pub server_restarts: u32,
+    /// When the running server process was started; `None` while none runs (before the first start, and
+    /// between an exit and the restart). Set and cleared under this state's lock, as the boot plan is.
     pub server_started: Option<Instant>,
     /// The dataset was loaded from the data directory at the last start.
     pub loaded_from_disk: bool,
@@ -514,11 +516,21 @@ impl Manager {
         Ok(self.result(&format!("replica of {wanted}")).await)
     }
 
-    /// `POST /v1/fence`: returns once a probe write is refused.
+    /// `POST /v1/fence`: returns once a probe write is refused, or at once while no server process runs:
+    /// nothing takes writes then, and the next start, planned under the same lock, boots fenced. (A
+    /// primary whose server crashed is so proven fenced during the restart delay, without the operator
+    /// waiting for its lease to run out.)
     pub async fn fence(&self) -> Result<wire::ActionResult, ManagerError> {
         {
             let mut state = self.state.lock().await;
             state.api_fence = true;
+            if state.server_started.is_none() {
+                return Ok(wire::ActionResult {
+                    message: "fenced: no server runs, and it starts fenced".to_string(),
+                    role: wire::Role::Unknown,
+                    fenced: true,
+                });
+            }
             self.server.fence().await?;
         }
         self.reconcile().await;

@@ -164,7 +164,11 @@ async fn supervise(
                     failures = if started.elapsed() >= supervisor::STABLE_RUN { 1 } else { failures + 1 };
                     let delay = supervisor::restart_delay(failures);
                     tracing::warn!(%status, ?delay, "server exited; restarting");
-                    manager.state.lock().await.server_restarts += 1;
+                    {
+                        let mut state = manager.state.lock().await;
+                        state.server_restarts += 1;
+                        state.server_started = None;
+                    }
                     manager.reset_server_connections().await;
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}

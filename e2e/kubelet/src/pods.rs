@@ -23,7 +23,7 @@ use crate::images::Images;
 use crate::node::NodeConfig;
 use crate::runtime::plan::{Action, ContainerPlan, MountPlan, PodPlan, ProbePlan, RestartPolicy};
 use crate::runtime::{PodHandle, Runtime};
-use crate::status::{StatusInputs, pod_status};
+use crate::status::{StatusInputs, conditions_differ, pod_status};
 use crate::volumes;
 
 const VOLUME_REFRESH: Duration = Duration::from_secs(20);
@@ -344,6 +344,16 @@ impl Kubelet {
                         }
                         Some(p) => {
                             *pod = p;
+                            if pod.metadata.deletion_timestamp.is_none() && *self.up.borrow() {
+                                let state = state_rx.borrow().clone();
+                                let status = pod_status(&StatusInputs {
+                                    pod, state: &state, restart_policy, pod_ip: &ip.to_string(), host_ip: &self.node.ip.to_string(),
+                                    start_time, now: SystemTime::now(),
+                                });
+                                if conditions_differ(pod, &status) {
+                                    self.patch_status(pod, &status).await;
+                                }
+                            }
                             if pod.metadata.deletion_timestamp.is_some() {
                                 while !*self.up.borrow() {
                                     if up_rx.changed().await.is_err() { return Ok(()) }

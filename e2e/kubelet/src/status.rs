@@ -61,11 +61,8 @@ pub fn pod_status(inputs: &StatusInputs) -> Value {
         } else {
             rfc3339(inputs.now)
         };
-        let mut condition = json!({ "type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": transition });
-        if let Some(reason) = reason {
-            condition["reason"] = json!(reason);
-        }
-        condition
+        // `null` removes a reason a previous patch left (a strategic merge keeps fields not named).
+        json!({ "type": kind, "status": status, "reason": reason, "lastProbeTime": null, "lastTransitionTime": transition })
     })
     .collect::<Vec<_>>();
     json!({
@@ -167,6 +164,20 @@ fn termination(t: &Termination) -> Value {
         out["message"] = json!(message);
     }
     out
+}
+
+/// Whether the pod as stored disagrees with `status` (from [`pod_status`]) on a condition the kubelet owns.
+/// Someone else changed it — the node lifecycle controller marks the pods of a node it saw NotReady not
+/// ready, possibly after the node came back — and the kubelet must say again what it sees.
+pub fn conditions_differ(pod: &Pod, status: &Value) -> bool {
+    status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|condition| {
+            let kind = condition["type"].as_str().unwrap_or_default();
+            condition_status(pod, kind).as_deref() != condition["status"].as_str()
+        })
 }
 
 fn condition_status(pod: &Pod, kind: &str) -> Option<String> {
@@ -339,6 +350,31 @@ mod tests {
         assert_eq!(status["phase"], "Running");
         assert_eq!(condition(&status, "Ready")["status"], "False");
         assert_eq!(condition(&status, "Ready")["reason"], "ContainersNotReady");
+    }
+
+    #[test]
+    fn a_ready_condition_someone_else_set_false_is_said_again() {
+        let state = pod_state(vec![], vec![running("main", true)], true, false);
+        let reported = pod(json!({}));
+        let status = pod_status(&inputs(&reported, &state, 300));
+        assert!(
+            status["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["reason"].is_null())
+        );
+        // As stored after the kubelet's patch: nothing to say again.
+        let stored = pod(json!({ "conditions": status["conditions"] }));
+        assert!(!conditions_differ(&stored, &status));
+        // The node lifecycle controller marked it not ready while the node was away.
+        let mut marked = status["conditions"].clone();
+        marked[3]["status"] = json!("False");
+        let marked = pod(json!({ "conditions": marked }));
+        assert!(conditions_differ(
+            &marked,
+            &pod_status(&inputs(&marked, &state, 300))
+        ));
     }
 
     #[test]
