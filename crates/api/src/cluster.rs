@@ -771,17 +771,20 @@ pub struct InstanceStatus {
     /// Node the pod runs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
-    /// Replication ID (`master_replid`).
+    /// Replication ID (`master_replid`). Like the offset and the keys, the last one reported while the
+    /// instance does not answer: the guards need to know that the cluster holds data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_id: Option<String>,
-    /// Replication offset.
+    /// Replication offset (the last one reported while the instance does not answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_offset: Option<i64>,
     /// Bytes a replica is behind its primary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_bytes: Option<i64>,
-    /// Keys in the instance's dataset. An instance that restarts empty while another instance is
-    /// recorded with keys or a replication offset refuses to serve as primary (empty-primary guard).
+    /// Keys in the instance's dataset (the last count reported while the instance does not answer). An
+    /// instance that restarts empty while another instance is recorded with keys or a replication offset
+    /// refuses to serve as primary (empty-primary guard), and a primary that restarts then starts
+    /// isolated, to be failed over (restarted-primary guard).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<i64>,
     /// Seconds since a replica last heard from its primary.

@@ -42,8 +42,11 @@ pub async fn merge(
     Ok(())
 }
 
-/// One instance's entry in `status.instancesStatus`.
-pub fn instance_status(instance: &Observed, node: Option<String>) -> InstanceStatus {
+/// One instance's entry in `status.instancesStatus`. `last` is its entry before: an instance that does not
+/// answer keeps the replication ID, offset and key count it last reported — the instance managers' guards
+/// read them as "the cluster holds data", and forgetting them whenever every instance is down at once (a
+/// full restart) would let an empty or stale primary boot as primary and its replicas resync from it.
+pub fn instance_status(instance: &Observed, node: Option<String>, last: Option<&InstanceStatus>) -> InstanceStatus {
     let Some(report) = instance.report.as_ref().filter(|r| r.answered) else {
         let message = match &instance.pod {
             None => "no pod".to_string(),
@@ -55,6 +58,9 @@ pub fn instance_status(instance: &Observed, node: Option<String>) -> InstanceSta
             role: "unknown".to_string(),
             node,
             message: Some(message),
+            replication_id: last.and_then(|l| l.replication_id.clone()),
+            replication_offset: last.and_then(|l| l.replication_offset),
+            keys: last.and_then(|l| l.keys),
             ..InstanceStatus::default()
         };
     };
@@ -129,7 +135,8 @@ pub async fn write(
                 .pods
                 .get(&i.name)
                 .and_then(|p| p.spec.as_ref()?.node_name.clone());
-            instance_status(i, node)
+            let last = old.instances_status.iter().find(|l| l.name == i.name);
+            instance_status(i, node, last)
         })
         .collect();
     let ready = instances.iter().filter(|i| i.ready).count() as i32;
@@ -229,4 +236,48 @@ fn unchanged(old: &cnredis_api::RedisClusterStatus, update: &serde_json::Value) 
     fields
         .iter()
         .all(|(key, value)| old.get(key).unwrap_or(&serde_json::Value::Null) == value)
+}
+
+#[cfg(test)]
+mod tests {
+    use cnredis_instance_client::wire::InstanceReport;
+
+    use super::*;
+    use crate::cluster::plan::PodFacts;
+    use crate::cluster::report_fixture::report;
+
+    fn instance(report: Option<InstanceReport>) -> Observed {
+        Observed {
+            name: "c-1".to_string(),
+            serial: 1,
+            pod: Some(PodFacts::default()),
+            pvc: true,
+            report,
+            outdated: false,
+        }
+    }
+
+    #[test]
+    fn an_instance_that_does_not_answer_keeps_the_data_it_last_reported() {
+        let mut answering = report(Role::Replica);
+        answering.replication.replication_id = "aaaa".to_string();
+        answering.replication.offset = 4242;
+        answering.dataset.keys = 7;
+        let last = instance_status(&instance(Some(answering)), None, None);
+        assert_eq!((last.replication_offset, last.keys), (Some(4242), Some(7)));
+
+        // Down (a full restart): the guards still see that the cluster holds data.
+        let down = instance_status(&instance(None), None, Some(&last));
+        assert_eq!(down.role, "unknown");
+        assert!(!down.ready);
+        assert_eq!(down.message.as_deref(), Some("instance manager not answering"));
+        assert_eq!(
+            (down.replication_id.as_deref(), down.replication_offset, down.keys),
+            (Some("aaaa"), Some(4242), Some(7))
+        );
+
+        // Back, empty: what it reports now replaces what it reported before.
+        let empty = instance_status(&instance(Some(report(Role::Replica))), None, Some(&down));
+        assert_eq!((empty.replication_offset, empty.keys), (Some(0), Some(0)));
+    }
 }
