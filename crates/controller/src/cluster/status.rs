@@ -46,7 +46,11 @@ pub async fn merge(
 /// answer keeps the replication ID, offset and key count it last reported — the instance managers' guards
 /// read them as "the cluster holds data", and forgetting them whenever every instance is down at once (a
 /// full restart) would let an empty or stale primary boot as primary and its replicas resync from it.
-pub fn instance_status(instance: &Observed, node: Option<String>, last: Option<&InstanceStatus>) -> InstanceStatus {
+pub fn instance_status(
+    instance: &Observed,
+    node: Option<String>,
+    last: Option<&InstanceStatus>,
+) -> InstanceStatus {
     let Some(report) = instance.report.as_ref().filter(|r| r.answered) else {
         let message = match &instance.pod {
             None => "no pod".to_string(),
