@@ -78,7 +78,8 @@ e2e-smoke: e2e
 ## chaos: randomized failover scenarios on the local cluster (left up): make chaos SEED=7 RUNS=20
 chaos: build tools deps
 	e2e/cluster.sh up
-	$(HELM) upgrade --install cnredis helm/cnredis --namespace cnredis-system --create-namespace \
+	KUBECONFIG=/var/tmp/cnredis-e2e/admin.kubeconfig $(HELM) upgrade --install cnredis helm/cnredis \
+	  --namespace cnredis-system --create-namespace \
 	  --set image.tag=dev --set logFormat=text --wait --timeout 120s >/dev/null
 	SEED=$(or $(SEED),1) RUNS=$(or $(RUNS),10) e2e/failover/run.sh
 
