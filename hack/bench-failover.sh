@@ -17,15 +17,8 @@ for ((i = 0; i < REPEAT; i++)); do runs+="$SCENARIOS "; done
 SCENARIOS=$runs "$ROOT/e2e/failover/run.sh" >"$LOG" 2>&1
 status=$?
 
-# distribution NAME VALUES...: sorted values, p50, the maximum (with 20 samples "p99" is the maximum).
-distribution() {
-  local name=$1; shift
-  (($# > 0)) || { echo "$name: no samples"; return; }
-  local sorted; sorted=$(printf '%s\n' "$@" | sort -n | tr '\n' ' ')
-  read -ra v <<<"$sorted"
-  echo "$name (ms, $# runs): p50 ${v[$(( ($# - 1) / 2 ))]}  max ${v[$(($# - 1))]}"
-  echo "  all: $sorted"
-}
+# shellcheck source=hack/lib.sh
+source "$ROOT/hack/lib.sh"
 
 echo "REPEAT=$REPEAT SCENARIOS=\"$SCENARIOS\" ($(date -u +%F), log $LOG)"
 for scenario in $(tr ' ' '\n' <<<"$SCENARIOS" | sort -u); do

@@ -11,7 +11,8 @@
 #   - afterwards the cluster is Ready, every instance in sync, the old primary a replica.
 # Prints each scenario's client-observed write unavailability (longest gap between acknowledged writes)
 # and "N passed, N failed". SCENARIOS (space-separated) picks some of: delete-pod kill-server
-# kill-manager cut-network freeze-node operator-down full-restart (all by default); RUNS=N SEED=S draws
+# kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume
+# switchover-kill-target (all by default); RUNS=N SEED=S draws
 # N of them at random (`make chaos`). STOP_ON_FAILURE=1 stops after the first failing scenario, the
 # cluster left as it is.
 # Every scenario fails over: a killed server or instance manager restarts the primary from its files,
@@ -25,7 +26,7 @@ export KUBECONFIG=$DIR/admin.kubeconfig
 KUBECTL=${KUBECTL:-$(ls -d "$CACHE"/kube-v1.35.*/bin/kubectl | sort -V | tail -1)}
 KUBELET=${KUBELET:-$ROOT/target/x86_64-unknown-linux-gnu/release/cnredis-kubelet}
 CLI=${CLI:-$CACHE/images/valkey-8.1/usr/local/bin/valkey-cli}
-ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node operator-down full-restart"
+ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover-kill-target"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 # RUNS=N [SEED=S]: N scenarios drawn at random (reproducibly for a given SEED) instead.
 if [[ -n ${RUNS:-} ]]; then
@@ -40,10 +41,12 @@ WORK=$(mktemp -d /tmp/cnredis-failover.XXXX)
 k() { "$KUBECTL" -n "$NS" "$@"; }
 # shellcheck source=e2e/lib.sh
 source "$E2E/lib.sh"
+PROBE_SELECTOR=cnredis.io/cluster=$C SECRET=$C-app
+primary_ip() { k get pod "$(primary)" -o jsonpath='{.status.podIP}'; }
+# shellcheck source=e2e/failover/common.sh
+source "$E2E/failover/common.sh"
 
 primary() { k get rcl "$C" -o jsonpath='{.status.currentPrimary}'; }
-node_of() { k get pod "$1" -o jsonpath='{.spec.nodeName}'; }
-chaos() { local node=$1; shift; "$KUBELET" chaos --socket "$DIR/nodes/$node/chaos.sock" "$@" >/dev/null; }
 
 cluster_ready() {
   local status primaries instances
@@ -52,93 +55,6 @@ cluster_ready() {
   instances=$(k get rcl "$C" -o jsonpath='{range .status.instancesStatus[*]}{.role}/{.ready}/{.link} {end}')
   [[ $status == "True 3 Healthy" && $primaries == 1 && $instances =~ ^(primary/true/\ |replica/true/up\ ){3}$ ]] \
     || { echo "Ready/readyInstances/phase: $status; primary labels: $primaries; instances: $instances; $(k get rcl "$C" -o jsonpath='{.status.phaseReason}')"; return 1; }
-}
-
-# The probe: every 200 ms, every instance is asked in its own network namespace whether it takes a
-# write (DEL of a key that never exists: refused by replicas, fenced and isolated servers). Each line:
-# epoch_ms and the writable pods.
-probe_loop() {
-  local pw netns=() names=() refreshed=0
-  pw=$(k get secret "$C-app" -o jsonpath='{.data.password}' | base64 -d)
-  while [[ ! -e $WORK/probe.stop ]]; do
-    if ((SECONDS - refreshed >= 2)); then
-      refreshed=$SECONDS; names=(); netns=()
-      while read -r name uid; do
-        [[ -n $name ]] || continue
-        names+=("$name"); netns+=("cnr-$(echo "${uid//-/}" | cut -c1-12)")
-      done < <(k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid}{"\n"}{end}' 2>/dev/null)
-    fi
-    local i writable="" out
-    for i in "${!names[@]}"; do
-      out=$(REDISCLI_AUTH=$pw timeout 0.5 ip netns exec "${netns[$i]}" "$CLI" -h 127.0.0.1 DEL cnredis:probe:never 2>/dev/null)
-      [[ $out == 0 ]] && writable+=" ${names[$i]}"
-    done
-    echo "$(date +%s%3N)$writable" >>"$WORK/probe.log"
-    sleep 0.2
-  done
-}
-
-# The writer pod, pinned to NODE: SET w:N + WAIT 1 through -leader until e2e:stop exists, printing
-# "ack N epoch_ms" per acknowledged write; then reads back every acknowledged key.
-start_writer() {
-  local name=$1 node=$2 script
-  script=$(base64 -w0 <<'SH'
-host=$(cat /app/host); n=0; acked=""
-while :; do
-  n=$((n + 1))
-  out=$(printf 'SET w:%s %s\nWAIT 1 1000\nGET e2e:stop\n' "$RUN:$n" "$n" | timeout 3 valkey-cli -h "$host" 2>&1 | tr '\n' ' ')
-  set -- $out
-  if [ "${1:-}" = OK ] && [ "${2:-0}" -ge 1 ] 2>/dev/null; then
-    echo "ack $n $(date +%s%3N)"; acked="$acked $n"
-  else
-    sleep 0.05
-  fi
-  [ "${3:-}" = "$RUN" ] && break
-done
-missing=$(for i in $acked; do echo "GET w:$RUN:$i"; done | valkey-cli -h "$host" | grep -c '^$')
-echo "acknowledged=$(echo $acked | wc -w) missing=$missing"
-[ "$missing" -eq 0 ]
-SH
-)
-  k delete pod "$name" --ignore-not-found --wait=true >/dev/null 2>&1
-  k apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: Pod
-metadata: {name: $name}
-spec:
-  restartPolicy: Never
-  nodeName: $node
-  containers:
-    - name: client
-      image: cnredis/e2e-client:1
-      command: [sh, -c]
-      args: ['export REDISCLI_AUTH=\$(cat /app/password) RUN=$name; echo $script | base64 -d > /tmp/w.sh; sh /tmp/w.sh']
-      volumeMounts: [{name: app, mountPath: /app, readOnly: true}]
-  volumes: [{name: app, secret: {secretName: $C-app}}]
-YAML
-}
-
-acks() { k logs "$1" 2>/dev/null | grep -c '^ack '; }
-
-stop_writer() {
-  local name=$1 node=$2 pw
-  pw=$(k get secret "$C-app" -o jsonpath='{.data.password}' | base64 -d)
-  local ip; ip=$(k get pod "$(primary)" -o jsonpath='{.status.podIP}')
-  REDISCLI_AUTH=$pw timeout 5 "$CLI" -h "$ip" SET e2e:stop "$name" >/dev/null
-  finished_pod "$NS" "$name" 60 >"$WORK/$name.log" 2>&1
-}
-
-# longest_gap WRITER FROM_MS: the longest time between two acknowledged writes from FROM_MS on.
-longest_gap() {
-  grep '^ack ' "$WORK/$1.log" | awk -v from="$2" '$3 >= from { if (last && $3 - last > gap) gap = $3 - last; last = $3 } END { print gap + 0 }'
-}
-
-# two_primaries FROM_MS [POD UNTIL_MS]: probe lines from FROM_MS on with two or more writable pods; a
-# line until UNTIL_MS whose only extra writable pod is POD does not count (a resumed primary, see
-# freeze-node).
-two_primaries() {
-  awk -v from="$1" -v pod="${2:-}" -v until="${3:-0}" '$1 >= from && NF > 2 {
-    if ($1 <= until && NF == 3 && ($2 == pod || $3 == pod)) next; print }' "$WORK/probe.log"
 }
 
 # The grace a primary that was paused (frozen) past its lease has, once it runs again, before its lease
@@ -172,7 +88,7 @@ operator_off() {
 for scenario in $SCENARIOS; do
   echo "== $scenario"
   old=$(primary); node=$(node_of "$old")
-  [[ $scenario == freeze-node ]] && operator_off "$node"
+  [[ $scenario == freeze-node || $scenario == power-off-node ]] && operator_off "$node"
   writer_node=$(k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | grep -vx "$node" | head -1)
   round=$((${round:-0} + 1)); w="w-$round-$scenario"
   start_writer "$w" "$writer_node"
@@ -186,8 +102,7 @@ for scenario in $SCENARIOS; do
     kill-server)
       # The server is a child of the instance manager, which restarts it at once, isolated: its RDB may
       # be behind the replicas, so the operator fails over (reason RestartedPrimary).
-      pid=$(ip netns pids "cnr-$(k get pod "$old" -o jsonpath='{.metadata.uid}' | tr -d - | cut -c1-12)" 2>/dev/null \
-        | while read -r p; do [[ $(cat /proc/$p/comm 2>/dev/null) == valkey-server ]] && echo "$p"; done | head -1)
+      pid=$(server_pid "$old")
       [[ -n $pid ]] && kill -9 "$pid" && ok "killed valkey-server ($pid) of $old" || fail "no valkey-server process of $old" ;;
     kill-manager) chaos "$node" kill-container "$NS" "$old" server ;;
     operator-down)
@@ -200,10 +115,26 @@ for scenario in $SCENARIOS; do
       "$KUBECTL" -n cnredis-system scale deploy/cnredis --replicas=1 >/dev/null ;;
     full-restart) k delete pods -l "cnredis.io/cluster=$C" --wait=false >/dev/null ;;
     cut-network) chaos "$node" cut-network "$NS" "$old" ;;
+    # Power loss: every process of the node dies at once and its heartbeats stop, until it comes back.
+    power-off-node) chaos "$node" stop-node --mode kill ;;
+    lose-volume)
+      # The primary's data is gone for good: its PVC (so its volume) and its pod are deleted. A new instance
+      # replaces it, on a new, empty volume, and syncs from the new primary.
+      k delete pvc "$old" --wait=false >/dev/null && k delete pod "$old" --wait=false >/dev/null
+      ok "$scenario: deleted the PVC and the pod of $old" ;;
+    switchover-kill-target)
+      # A planned switchover whose target's server is killed as it starts: it completes once the target
+      # has caught up again, or is abandoned with the old primary unfenced; no acknowledged write is lost.
+      target=$(k get pods -l "cnredis.io/cluster=$C,cnredis.io/role=replica" -o jsonpath='{.items[0].metadata.name}')
+      pid=$(server_pid "$target")
+      k patch rcl "$C" --subresource=status --type=merge -p "{\"status\":{\"targetPrimary\":\"$target\"}}" >/dev/null
+      [[ -n $pid ]] && kill -9 "$pid" && ok "$scenario: switchover to $target asked, its valkey-server ($pid) killed" \
+        || fail "$scenario: no valkey-server process of $target"
+      expect_failover=either ;;
     freeze-node)
       # A client connected to the primary has a write waiting in its socket when the node freezes
       # (stale-writes.py): how long does the server, once resumed, take writes before its watchdog fences it?
-      netns="cnr-$(k get pod "$old" -o jsonpath='{.metadata.uid}' | tr -d - | cut -c1-12)"
+      netns=$(netns_of "$old")
       chaos "$node" stop-node --mode freeze
       REDISCLI_AUTH=$(k get secret "$C-app" -o jsonpath='{.data.password}' | base64 -d) STALE_WRITES_DEADLINE=20 \
         timeout 150 ip netns exec "$netns" python3 "$E2E/failover/stale-writes.py" 6379 >"$WORK/stale.log" 2>&1 &
@@ -218,6 +149,7 @@ for scenario in $SCENARIOS; do
   grace_pod="" grace_until=0
   case $scenario in
     cut-network) chaos "$node" restore-network "$NS" "$old" ;;
+    power-off-node) chaos "$node" start-node ;;
     freeze-node)
       chaos "$node" start-node
       grace_pod=$old grace_until=$(( $(date +%s%3N) + RESUME_GRACE_MS + PROBE_ROUND_MS ))
@@ -240,19 +172,28 @@ for scenario in $SCENARIOS; do
     record=$(k get rcl "$C" -o jsonpath='{.status.lastFailover.from}>{.status.lastFailover.to} {.status.lastFailover.reason} {.status.lastFailover.fenceProof} {.status.lastFailover.writeUnavailableMs}ms')
     echo "  lastFailover: $record; offsets before the fault: $before_offsets"
     old_is_replica() { local role; role=$(k get rcl "$C" -o jsonpath="{.status.instancesStatus[?(@.name==\"$old\")].role}"); [[ $role == replica ]] || { echo "$old is '$role'"; return 1; }; }
-    wait_until "$scenario: the old primary $old is a replica" 60 old_is_replica
+    # An instance whose pod and volume are both gone is replaced by a new one (the next serial).
+    old_replaced() { [[ -z $(k get pod "$old" -o name 2>/dev/null) && $(k get pods -l "cnredis.io/cluster=$C,cnredis.io/role=replica" -o name | wc -l) == 2 ]] || { echo "pods: $(k get pods -l "cnredis.io/cluster=$C" -o name | tr '\n' ' ')"; return 1; }; }
+    if [[ $scenario == lose-volume ]]; then
+      wait_until "$scenario: $old replaced by a new instance, a replica" 60 old_replaced
+    else
+      wait_until "$scenario: the old primary $old is a replica" 60 old_is_replica
+    fi
   elif [[ $expect_failover == no ]]; then
     [[ $new == "$old" ]] && ok "$scenario: no failover, $old kept its role and data" || fail "$scenario: failed over to $new"
+  else
+    echo "  primary: $old -> $new"
   fi
   # Offsets never regress: every instance is now past the highest offset any had before the fault.
   before_max=$(tr ' ' '\n' <<<"$before_offsets" | cut -d= -f2 | sort -n | tail -1)
   after_min=$(offsets | tr ' ' '\n' | grep = | cut -d= -f2 | sort -n | head -1)
   ((after_min >= before_max)) && ok "$scenario: replication offsets moved on ($before_max before, lowest now $after_min)" \
     || fail "$scenario: an offset regressed: before $before_offsets, now $(offsets)"
-  stop_writer "$w" "$writer_node"
+  stop_writer "$w"
   summary=$(tail -1 "$WORK/$w.log")
   if [[ $summary == acknowledged=*missing=0 ]]; then ok "$scenario: no acknowledged write lost ($summary)"; else fail "$scenario: writer: $(tail -3 "$WORK/$w.log")"; fi
   echo "timing: $scenario: longest gap between acknowledged writes: $(longest_gap "$w" "$((fault_ms - 5000))") ms"
+  echo "timing: $scenario: two writable primaries for $(two_primaries_ms "$fault_ms") ms (probe-observed, a resumed primary's window included)"
   doubles=$(two_primaries "$fault_ms" "$grace_pod" "$grace_until")
   apart=""; [[ -n $grace_pod ]] && apart="; $grace_pod just after resuming measured apart"
   [[ -z $doubles ]] && ok "$scenario: never two writable primaries ($(awk -v f="$fault_ms" '$1 >= f' "$WORK/probe.log" | wc -l) probes$apart)" \
@@ -271,7 +212,8 @@ metrics=$(curl -s "http://$operator_ip:8080/metrics")
 grep -q '^cnredis_failovers_completed_total' <<<"$metrics" && ok "metrics: $(grep '^cnredis_failovers_completed_total' <<<"$metrics" | tr '\n' ' ')" \
   || fail "no cnredis_failovers_completed_total metric"
 # Kept for a look when something failed (the cluster is torn down after the suite anyway).
-((failed > 0)) || k delete rcl "$C" --wait=false >/dev/null
+# KEEP_CLUSTER=1 keeps it for the next invocation (hack/bench-sentinel.sh alternates with Sentinel's).
+((failed > 0)) || [[ -n ${KEEP_CLUSTER:-} ]] || k delete rcl "$C" --wait=false >/dev/null
 
 echo
 echo "$passed passed, $failed failed"

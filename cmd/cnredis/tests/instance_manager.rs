@@ -626,20 +626,9 @@ async fn manager_in_process(
     let instance = h.instance("c-1");
     let run_dir = h.dir.join("c-1").join("run");
     std::fs::create_dir_all(&run_dir).unwrap();
-    let socket = run_dir.join("server.sock");
     let engine_dir = support::engine_dir("valkey-9.1");
-    let server = LocalServer(
-        std::process::Command::new(engine_dir.join("valkey-server"))
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(&socket)
-            .args(["--unixsocketperm", "700", "--requirepass", PASSWORD])
-            .arg("--dir")
-            .arg(&instance.data_dir)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("starting valkey-server"),
-    );
+    let server = local_server(&run_dir, &instance.data_dir, &[]);
+    let socket = run_dir.join("server.sock");
     let (_, engine) = cnredis_instance::run::detect_engine(Some(&engine_dir)).unwrap();
     let identity = Identity {
         pod_name: "c-1".to_string(),
@@ -730,17 +719,18 @@ async fn a_fence_while_the_server_is_down_is_acknowledged_and_the_server_starts_
     assert!(h.status("c-1").await.unwrap().fenced);
 }
 
-/// A valkey-server of this test on a unix socket in `dir`, with `extra` arguments.
-fn local_server(dir: &std::path::Path, extra: &[&str]) -> LocalServer {
+/// A valkey-server of this test on the unix socket `server.sock` in `run_dir`, with its files in
+/// `data_dir` and `extra` arguments.
+fn local_server(run_dir: &std::path::Path, data_dir: &std::path::Path, extra: &[&str]) -> LocalServer {
     let engine_dir = support::engine_dir("valkey-9.1");
     LocalServer(
         std::process::Command::new(engine_dir.join("valkey-server"))
             .args(["--port", "0", "--save", "", "--appendonly", "no"])
             .arg("--unixsocket")
-            .arg(dir.join("server.sock"))
+            .arg(run_dir.join("server.sock"))
             .args(["--unixsocketperm", "700", "--requirepass", PASSWORD])
             .arg("--dir")
-            .arg(dir)
+            .arg(data_dir)
             .args(extra)
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -762,7 +752,7 @@ async fn a_server_loading_its_dataset_acknowledges_a_fence_that_holds_once_loade
     let socket = dir.join("server.sock");
     // About 6 MB of values that do not compress, saved to the RDB.
     {
-        let _server = local_server(&dir, &[]);
+        let _server = local_server(&dir, &dir, &[]);
         let mut connection = eventually("the server answers", WAIT, || async {
             unix_connection(&socket).await.map_err(|e| e.to_string())
         })
@@ -782,6 +772,7 @@ async fn a_server_loading_its_dataset_acknowledges_a_fence_that_holds_once_loade
     }
     // Restarted with the load slowed down (100 µs a key: about 2 s), answering while it loads.
     let _server = local_server(
+        &dir,
         &dir,
         &[
             "--key-load-delay",

@@ -291,6 +291,24 @@ pub fn boot_plan(desired: &Desired, dataset_on_disk: bool) -> (BootRole, bool) {
     (role, fenced)
 }
 
+/// The start of a pod that [`boot_plan`] made primary but that could not take the primary lease: another
+/// pod holds it. That is a switchover (or failover) to this pod that has not handed it the lease yet —
+/// the operator fences the current primary and waits for this pod to catch up with it before it does —
+/// so it follows the current primary meanwhile; isolated, it could never catch up and the switchover
+/// would be abandoned. With no other primary to follow, isolated. It is promoted only once it holds the
+/// lease ([`Action::PromoteToPrimary`] takes it first).
+pub fn boot_without_lease(desired: &Desired) -> (BootRole, bool) {
+    match (desired.current_primary.as_deref(), &desired.primary_address) {
+        (Some(current), Some(address)) if current != desired.pod_name => (
+            BootRole::Replica {
+                address: address.clone(),
+            },
+            desired.fence_requested,
+        ),
+        _ => (BootRole::Isolated, true),
+    }
+}
+
 /// What the instance manager remembers of its server's replication link from one observation to the next,
 /// on its own monotonic clock. Starts afresh with every start of the server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -225,8 +225,8 @@ async fn start_server(manager: &Manager, reaper: &Reaper, binary: &Path) -> anyh
                 clock.primary = true;
             }),
             Err(error) => {
-                tracing::warn!(%error, "starting isolated: the primary lease is not ours");
-                (role, fenced) = (BootRole::Isolated, true);
+                (role, fenced) = decide::boot_without_lease(&desired);
+                tracing::warn!(%error, ?role, "the primary lease is not ours: not starting as primary");
             }
         }
     }

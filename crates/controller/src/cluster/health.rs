@@ -105,7 +105,7 @@ async fn tick(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<(), HealthEr
     // failover, which needs only proof, takes over.
     if fenced_by_user(cluster).contains(&primary) {
         if status.primary_failing.is_some() {
-            merge_status(ctx, cluster, json!({"primaryFailing": null})).await?;
+            super::status::merge(&ctx.client, cluster, json!({"primaryFailing": null})).await?;
         }
         return Ok(());
     }
@@ -117,7 +117,7 @@ async fn tick(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<(), HealthEr
     match failover::detect(previous.as_ref(), &primary, seen, Timestamp::now(), delay) {
         Detection::Healthy => {
             if let Some(failing) = &status.primary_failing {
-                merge_status(ctx, cluster, json!({"primaryFailing": null})).await?;
+                super::status::merge(&ctx.client, cluster, json!({"primaryFailing": null})).await?;
                 let note = format!(
                     "{primary} serves again ({} since {}); no failover",
                     failing.reason, failing.since.0
@@ -138,7 +138,12 @@ async fn tick(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<(), HealthEr
                 .as_ref()
                 .is_none_or(|p| p.failure != failing.failure || p.since != failing.since);
             if changed {
-                merge_status(ctx, cluster, json!({"primaryFailing": failing_status(&failing)})).await?;
+                super::status::merge(
+                    &ctx.client,
+                    cluster,
+                    json!({"primaryFailing": failing_status(&failing)}),
+                )
+                .await?;
                 let note = if failing.failure.is_final() {
                     format!("{}; failing over", failing.message)
                 } else {
@@ -367,7 +372,7 @@ async fn drive(
     let from = progress.from.clone();
     if fenced_by_user(cluster).contains(&from) && progress.to.is_none() {
         // The user fenced the failing primary meanwhile: the failover stops; the user decides.
-        merge_status(ctx, cluster, json!({"failover": null})).await?;
+        super::status::merge(&ctx.client, cluster, json!({"failover": null})).await?;
         let note =
             format!("failover from {from} stopped: the cnredis.io/fencedInstances annotation names it");
         publish(
@@ -396,7 +401,12 @@ async fn drive(
             let facts = fence_facts(ctx, cluster, old_pod, &from).await?;
             match failover::fence_proof(&from, &facts, Timestamp::now()) {
                 Ok(proof) => {
-                    merge_status(ctx, cluster, json!({"failover": {"fenceProof": proof.as_str()}})).await?;
+                    super::status::merge(
+                        &ctx.client,
+                        cluster,
+                        json!({"failover": {"fenceProof": proof.as_str()}}),
+                    )
+                    .await?;
                     let note = format!("{from} takes no writes: {}", proof_sentence(proof));
                     publish_about(
                         ctx,
@@ -425,8 +435,8 @@ async fn drive(
                 if FenceProof::parse(&proof).is_some_and(FenceProof::allows_lease_handover) {
                     hand_over_lease(ctx, cluster, &from, &to).await?;
                 }
-                merge_status(
-                    ctx,
+                super::status::merge(
+                    &ctx.client,
                     cluster,
                     json!({"targetPrimary": to, "failover": {"to": to, "step": "Promoting"},
                            "phaseReason": format!("promoting {to} in place of {from}")}),
@@ -437,7 +447,12 @@ async fn drive(
             Err(failover::NoCandidate(why)) => {
                 if status.phase_reason.as_deref() != Some(why.as_str()) {
                     let cond = failover_condition(cluster, false, "NoCandidate", &why);
-                    merge_status(ctx, cluster, json!({"phaseReason": why, "conditions": cond})).await?;
+                    super::status::merge(
+                        &ctx.client,
+                        cluster,
+                        json!({"phaseReason": why, "conditions": cond}),
+                    )
+                    .await?;
                     let note = format!("{from} stays fenced: {why}");
                     publish(
                         ctx,
@@ -496,8 +511,8 @@ async fn drive(
         "FailoverCompleted",
         &format!("failed over from {from} to {to} ({})", progress.reason),
     );
-    merge_status(
-        ctx,
+    super::status::merge(
+        &ctx.client,
         cluster,
         json!({
             "currentPrimary": to,
@@ -665,14 +680,6 @@ pub async fn set_role(
     }
 }
 
-async fn merge_status(
-    ctx: &Context,
-    cluster: &RedisCluster,
-    status: serde_json::Value,
-) -> Result<(), kube::Error> {
-    super::status::merge(&ctx.client, cluster, status).await
-}
-
 /// Merges `status` only if the cluster is unchanged since `cluster` was read; returns the new object.
 async fn cas_status(
     ctx: &Context,
@@ -699,8 +706,8 @@ async fn set_phase_reason(
     if status.phase_reason.as_deref() == Some(reason) {
         return Ok(());
     }
-    merge_status(
-        ctx,
+    super::status::merge(
+        &ctx.client,
         cluster,
         json!({"phase": "Failing over", "phaseReason": reason}),
     )

@@ -112,7 +112,7 @@ pub async fn run(
             if Instant::now() >= deadline {
                 let _ = api.unfence(from_target).await;
                 // Abandoned: the old primary stays the target, so no later reconcile retries blindly.
-                patch_status(ctx, cluster, json!({"targetPrimary": from})).await?;
+                super::status::merge(&ctx.client, cluster, json!({"targetPrimary": from})).await?;
                 super::health::set_role(ctx, cluster, from, Some(cnredis_api::names::ROLE_PRIMARY)).await?;
                 return Err(SwitchoverError::CatchUp {
                     from: from.clone(),
@@ -126,7 +126,7 @@ pub async fn run(
         }
     }
     if status.target_primary.as_deref() != Some(to.as_str()) {
-        patch_status(ctx, cluster, json!({"targetPrimary": to})).await?;
+        super::status::merge(&ctx.client, cluster, json!({"targetPrimary": to})).await?;
     }
 
     // The old primary acknowledged its fence above (or is no longer current): the lease may move.
@@ -141,8 +141,8 @@ pub async fn run(
         };
         api.demote(from_target, &request).await.map_err(call(from))?;
     }
-    patch_status(
-        ctx,
+    super::status::merge(
+        &ctx.client,
         cluster,
         json!({"currentPrimary": to, "currentPrimaryTimestamp": jiff::Timestamp::now()}),
     )
@@ -154,12 +154,4 @@ pub async fn run(
         api.unfence(from_target).await.map_err(call(from))?;
     }
     Ok(unavailable)
-}
-
-async fn patch_status(
-    ctx: &Context,
-    cluster: &RedisCluster,
-    status: serde_json::Value,
-) -> Result<(), kube::Error> {
-    super::status::merge(&ctx.client, cluster, status).await
 }

@@ -972,6 +972,34 @@ fn boot_plan_starts_only_the_target_primary_as_primary_and_only_with_its_dataset
 }
 
 #[test]
+fn a_switchover_target_that_restarts_before_it_holds_the_lease_follows_the_current_primary() {
+    // The target of a switchover from c-1, restarted (its server killed) before the lease was handed to
+    // it: boot_plan makes it primary, the lease is c-1's, so it replicates from c-1 to catch up.
+    let desired = pod("c-2").current("c-1").target("c-2");
+    assert_eq!(boot_plan(&desired, true), (BootRole::Primary, false));
+    assert_eq!(
+        boot_without_lease(&desired),
+        (BootRole::Replica { address: addr("c-1") }, false)
+    );
+    assert_eq!(
+        boot_without_lease(&desired.clone().fence_requested()),
+        (BootRole::Replica { address: addr("c-1") }, true)
+    );
+    // The current primary itself, or no primary to follow: isolated and fenced.
+    for desired in [
+        pod("c-1").primary_is("c-1"),
+        pod("c-2").current("c-1").target("c-2").no_address(),
+        pod("c-2").no_primary().target("c-2"),
+    ] {
+        assert_eq!(
+            boot_without_lease(&desired),
+            (BootRole::Isolated, true),
+            "{desired:?}"
+        );
+    }
+}
+
+#[test]
 fn a_restarted_primary_is_never_promoted_and_says_why() {
     let desired = pod("c-1").primary_is("c-1").with_data();
     let restarted = Observed {

@@ -1,0 +1,127 @@
+# Shared by the failover suite (e2e/failover/run.sh) and its Sentinel counterpart (e2e/sentinel/run.sh),
+# sourced after e2e/lib.sh: the same writer, the same probe and the same counting for both, so their
+# figures compare. The caller sets k() (kubectl in its namespace), WORK (a scratch directory), CLI (a
+# valkey-cli on the host), KUBELET, DIR (e2e/README.md) and:
+#   PROBE_SELECTOR  label selector of the pods that run a server (probed for writability);
+#   SECRET          a Secret with `password` (and, for cnredis, `host`: the -leader Service) that the
+#                   writer mounts at /app;
+#   primary_ip()    the address the writer's final "stop" key is written to.
+
+# The probe: every 200 ms, every server pod is asked in its own network namespace whether it takes a
+# write (DEL of a key that never exists: refused by replicas, fenced and isolated servers). Each line:
+# epoch_ms and the writable pods.
+probe_loop() {
+  local pw netns=() names=() refreshed=0
+  pw=$(k get secret "$SECRET" -o jsonpath='{.data.password}' | base64 -d)
+  while [[ ! -e $WORK/probe.stop ]]; do
+    if ((SECONDS - refreshed >= 2)); then
+      refreshed=$SECONDS; names=(); netns=()
+      while read -r name uid; do
+        [[ -n $name ]] || continue
+        names+=("$name"); netns+=("cnr-$(echo "${uid//-/}" | cut -c1-12)")
+      done < <(k get pods -l "$PROBE_SELECTOR" -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid}{"\n"}{end}' 2>/dev/null)
+    fi
+    local i writable="" out
+    for i in "${!names[@]}"; do
+      out=$(REDISCLI_AUTH=$pw timeout 0.5 ip netns exec "${netns[$i]}" "$CLI" -h 127.0.0.1 DEL cnredis:probe:never 2>/dev/null)
+      [[ $out == 0 ]] && writable+=" ${names[$i]}"
+    done
+    echo "$(date +%s%3N)$writable" >>"$WORK/probe.log"
+    sleep 0.2
+  done
+}
+
+# start_writer NAME NODE [SENTINELS]: the writer pod, pinned to NODE: SET w:N + WAIT 1 until e2e:stop
+# exists, printing "ack N epoch_ms" per acknowledged write; then reads back every acknowledged key. It
+# writes to /app/host (cnredis: the -leader Service) or, given SENTINELS (space-separated addresses),
+# asks them for the primary before every write, the first that answers within 1 s winning: the most
+# eager rediscovery a Sentinel-aware client can do (a real one asks again only when a call fails).
+start_writer() {
+  local name=$1 node=$2 sentinels=${3:-} script
+  script=$(base64 -w0 <<'SH'
+# find_primary: sets host. A sentinel that answered goes first next time, as Sentinel clients do.
+find_primary() {
+  [ -n "$SENTINELS" ] || { host=$(cat /app/host); return; }
+  for s in $SENTINELS; do
+    host=$(env -u REDISCLI_AUTH timeout 1 valkey-cli -h "$s" -p 26379 SENTINEL get-master-addr-by-name mymaster 2>/dev/null | head -1)
+    [ -n "$host" ] && { SENTINELS="$s $(echo $SENTINELS | tr ' ' '\n' | grep -vx "$s" | tr '\n' ' ')"; return; }
+  done
+}
+n=0; acked=""
+while :; do
+  n=$((n + 1))
+  find_primary
+  out=$(printf 'SET w:%s %s\nWAIT 1 1000\nGET e2e:stop\n' "$RUN:$n" "$n" | timeout 3 valkey-cli -h "$host" 2>&1 | tr '\n' ' ')
+  set -- $out
+  if [ "${1:-}" = OK ] && [ "${2:-0}" -ge 1 ] 2>/dev/null; then
+    echo "ack $n $(date +%s%3N)"; acked="$acked $n"
+  else
+    sleep 0.05
+  fi
+  [ "${3:-}" = "$RUN" ] && break
+done
+find_primary
+missing=$(for i in $acked; do echo "GET w:$RUN:$i"; done | valkey-cli -h "$host" | grep -c '^$')
+echo "acknowledged=$(echo $acked | wc -w) missing=$missing"
+[ "$missing" -eq 0 ]
+SH
+)
+  k delete pod "$name" --ignore-not-found --wait=true >/dev/null 2>&1
+  k apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: $name}
+spec:
+  restartPolicy: Never
+  nodeName: $node
+  containers:
+    - name: client
+      image: cnredis/e2e-client:1
+      command: [sh, -c]
+      args: ['export REDISCLI_AUTH=\$(cat /app/password) RUN=$name SENTINELS="$sentinels"; echo $script | base64 -d > /tmp/w.sh; sh /tmp/w.sh']
+      volumeMounts: [{name: app, mountPath: /app, readOnly: true}]
+  volumes: [{name: app, secret: {secretName: $SECRET}}]
+YAML
+}
+
+acks() { k logs "$1" 2>/dev/null | grep -c '^ack '; }
+
+# stop_writer NAME: writes the stop key to the primary and keeps the writer's log in $WORK/NAME.log.
+stop_writer() {
+  local name=$1 pw
+  pw=$(k get secret "$SECRET" -o jsonpath='{.data.password}' | base64 -d)
+  REDISCLI_AUTH=$pw timeout 5 "$CLI" -h "$(primary_ip)" SET e2e:stop "$name" >/dev/null
+  finished_pod "$NS" "$name" 60 >"$WORK/$name.log" 2>&1
+}
+
+# longest_gap WRITER FROM_MS: the longest time between two acknowledged writes from FROM_MS on.
+longest_gap() {
+  grep '^ack ' "$WORK/$1.log" | awk -v from="$2" '$3 >= from { if (last && $3 - last > gap) gap = $3 - last; last = $3 } END { print gap + 0 }'
+}
+
+# two_primaries FROM_MS [POD UNTIL_MS]: probe lines from FROM_MS on with two or more writable pods; a
+# line until UNTIL_MS whose only extra writable pod is POD does not count (a resumed primary, see
+# freeze-node).
+two_primaries() {
+  awk -v from="$1" -v pod="${2:-}" -v until="${3:-0}" '$1 >= from && NF > 2 {
+    if ($1 <= until && NF == 3 && ($2 == pod || $3 == pod)) next; print }' "$WORK/probe.log"
+}
+
+# two_primaries_ms FROM_MS: how long, from FROM_MS on, two or more pods took writes, as the probe saw it
+# (each probe line that saw two stands for the time since the line before it).
+two_primaries_ms() {
+  awk -v from="$1" '$1 >= from { if (NF > 2 && last) total += $1 - last; last = $1 } END { print total + 0 }' "$WORK/probe.log"
+}
+
+node_of() { k get pod "$1" -o jsonpath='{.spec.nodeName}'; }
+# chaos NODE ARGS...: a fault through NODE's kubelet (`cnredis-kubelet chaos --help`).
+chaos() { local node=$1; shift; "$KUBELET" chaos --socket "$DIR/nodes/$node/chaos.sock" "$@" >/dev/null; }
+
+# netns_of POD: the network namespace the local cluster's kubelet made for POD (e2e/README.md).
+netns_of() { echo "cnr-$(k get pod "$1" -o jsonpath='{.metadata.uid}' | tr -d - | cut -c1-12)"; }
+
+# server_pid POD: the pid of the valkey-server process in POD.
+server_pid() {
+  ip netns pids "$(netns_of "$1")" 2>/dev/null \
+    | while read -r p; do [[ $(cat /proc/$p/comm 2>/dev/null) == valkey-server ]] && echo "$p"; done | head -1
+}
