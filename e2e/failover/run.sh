@@ -123,14 +123,14 @@ for scenario in $SCENARIOS; do
       k delete pvc "$old" --wait=false >/dev/null && k delete pod "$old" --wait=false >/dev/null
       ok "$scenario: deleted the PVC and the pod of $old" ;;
     switchover-kill-target)
-      # A planned switchover whose target's server is killed as it starts: it completes once the target
-      # has caught up again, or is abandoned with the old primary unfenced; no acknowledged write is lost.
+      # A planned switchover whose target's server is killed as it starts: the restarted target follows
+      # the fenced primary, catches up, and the switchover completes; no acknowledged write is lost.
       target=$(k get pods -l "cnredis.io/cluster=$C,cnredis.io/role=replica" -o jsonpath='{.items[0].metadata.name}')
       pid=$(server_pid "$target")
       k patch rcl "$C" --subresource=status --type=merge -p "{\"status\":{\"targetPrimary\":\"$target\"}}" >/dev/null
       [[ -n $pid ]] && kill -9 "$pid" && ok "$scenario: switchover to $target asked, its valkey-server ($pid) killed" \
         || fail "$scenario: no valkey-server process of $target"
-      expect_failover=either ;;
+      expect_failover=switchover ;;
     freeze-node)
       # A client connected to the primary has a write waiting in its socket when the node freezes
       # (stale-writes.py): how long does the server, once resumed, take writes before its watchdog fences it?
@@ -181,8 +181,9 @@ for scenario in $SCENARIOS; do
     fi
   elif [[ $expect_failover == no ]]; then
     [[ $new == "$old" ]] && ok "$scenario: no failover, $old kept its role and data" || fail "$scenario: failed over to $new"
-  else
-    echo "  primary: $old -> $new"
+  elif [[ $expect_failover == switchover ]]; then
+    [[ $new == "$target" ]] && ok "$scenario: the switchover to $target completed" \
+      || fail "$scenario: the primary is $new, not $target: $(k get events --field-selector "involvedObject.name=$C,reason=SwitchoverFailed" -o jsonpath='{.items[*].message}')"
   fi
   # Offsets never regress: every instance is now past the highest offset any had before the fault.
   before_max=$(tr ' ' '\n' <<<"$before_offsets" | cut -d= -f2 | sort -n | tail -1)
