@@ -353,8 +353,13 @@ fn fs_group(pod: &Pod) -> Option<u32> {
 
 /// Writes `files` into `dir` atomically: a new timestamped directory, `..data` re-pointed to it by a
 /// rename, top-level entries as symlinks through `..data`, the previous directory removed. Files are
-/// given the group `group` when set (the pod's fsGroup).
+/// given the group `group` when set (the pod's fsGroup). Nothing is written when `dir` already holds
+/// exactly `files`, as upstream's atomic writer does: a refresh that changes nothing leaves the files'
+/// modification times alone (programs watch them to reload certificates).
 pub fn write_atomic(dir: &Path, files: &Files, group: Option<u32>) -> anyhow::Result<()> {
+    if holds_exactly(&dir.join("..data"), files) {
+        return Ok(());
+    }
     std::fs::create_dir_all(dir)?;
     let stamp = format!(
         "..{}",
@@ -401,6 +406,25 @@ pub fn write_atomic(dir: &Path, files: &Files, group: Option<u32>) -> anyhow::Re
     Ok(())
 }
 
+/// Whether the directory `data` holds exactly `files`: the same paths, contents and modes, nothing else.
+fn holds_exactly(data: &Path, files: &Files) -> bool {
+    let matches = |(path, (content, mode)): (&String, &(Vec<u8>, u32))| {
+        let file = data.join(path);
+        std::fs::read(&file).is_ok_and(|held| held == *content)
+            && std::fs::metadata(&file).is_ok_and(|meta| meta.permissions().mode() & 0o7777 == *mode)
+    };
+    files.iter().all(matches) && count_files(data) == Some(files.len())
+}
+
+fn count_files(dir: &Path) -> Option<usize> {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).ok()? {
+        let path = entry.ok()?.path();
+        count += if path.is_dir() { count_files(&path)? } else { 1 };
+    }
+    Some(count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,6 +433,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cnredis-volumes-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn atomic_writer_leaves_unchanged_files_alone() {
+        let dir = scratch("unchanged");
+        let v1: Files = [("tls.crt".to_string(), (b"cert".to_vec(), 0o644))].into();
+        write_atomic(&dir, &v1, None).unwrap();
+        let data = std::fs::read_link(dir.join("..data")).unwrap();
+        write_atomic(&dir, &v1, None).unwrap();
+        assert_eq!(std::fs::read_link(dir.join("..data")).unwrap(), data, "rewritten without a change");
+        let v2: Files = [("tls.crt".to_string(), (b"cert".to_vec(), 0o600))].into();
+        write_atomic(&dir, &v2, None).unwrap();
+        assert_ne!(std::fs::read_link(dir.join("..data")).unwrap(), data, "a new mode not written");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
