@@ -1,11 +1,19 @@
 # Shared by the failover suite (e2e/failover/run.sh) and its Sentinel counterpart (e2e/sentinel/run.sh),
-# sourced after e2e/lib.sh: the same writer, the same probe and the same counting for both, so their
-# figures compare. The caller sets k() (kubectl in its namespace), WORK (a scratch directory), CLI (a
-# valkey-cli on the host), KUBELET, DIR (e2e/README.md) and:
+# sourced first (after setting E2E, the e2e directory): the local cluster's paths, and the same writer,
+# probe and counting for both, so their figures compare. Before calling the functions, the caller
+# sources e2e/lib.sh and sets k() (kubectl in its namespace), NS, WORK (a scratch directory) and:
 #   PROBE_SELECTOR  label selector of the pods that run a server (probed for writability);
 #   SECRET          a Secret with `password` (and, for cnredis, `host`: the -leader Service) that the
 #                   writer mounts at /app;
 #   primary_ip()    the address the writer's final "stop" key is written to.
+
+ROOT=$(cd "$E2E/.." && pwd)
+DIR=${CNREDIS_E2E_DIR:-/var/tmp/cnredis-e2e}
+CACHE=${CNREDIS_CACHE:-$HOME/.cache/cnredis}
+export KUBECONFIG=$DIR/admin.kubeconfig
+KUBECTL=${KUBECTL:-$(ls -d "$CACHE"/kube-v1.35.*/bin/kubectl | sort -V | tail -1)}
+KUBELET=${KUBELET:-$ROOT/target/x86_64-unknown-linux-gnu/release/cnredis-kubelet}
+CLI=${CLI:-$CACHE/images/valkey-8.1/usr/local/bin/valkey-cli}
 
 # The probe: every 200 ms, every server pod is asked in its own network namespace whether it takes a
 # write (DEL of a key that never exists: refused by replicas, fenced and isolated servers). Each line:

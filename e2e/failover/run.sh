@@ -19,13 +19,8 @@
 # which may be behind the replicas, so it waits isolated for the failover (reason RestartedPrimary).
 set -uo pipefail
 E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ROOT=$(cd "$E2E/.." && pwd)
-DIR=${CNREDIS_E2E_DIR:-/var/tmp/cnredis-e2e}
-CACHE=${CNREDIS_CACHE:-$HOME/.cache/cnredis}
-export KUBECONFIG=$DIR/admin.kubeconfig
-KUBECTL=${KUBECTL:-$(ls -d "$CACHE"/kube-v1.35.*/bin/kubectl | sort -V | tail -1)}
-KUBELET=${KUBELET:-$ROOT/target/x86_64-unknown-linux-gnu/release/cnredis-kubelet}
-CLI=${CLI:-$CACHE/images/valkey-8.1/usr/local/bin/valkey-cli}
+# shellcheck source=e2e/failover/common.sh
+source "$E2E/failover/common.sh"
 ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover-kill-target"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 # RUNS=N [SEED=S]: N scenarios drawn at random (reproducibly for a given SEED) instead.
@@ -43,8 +38,6 @@ k() { "$KUBECTL" -n "$NS" "$@"; }
 source "$E2E/lib.sh"
 PROBE_SELECTOR=cnredis.io/cluster=$C SECRET=$C-app
 primary_ip() { k get pod "$(primary)" -o jsonpath='{.status.podIP}'; }
-# shellcheck source=e2e/failover/common.sh
-source "$E2E/failover/common.sh"
 
 primary() { k get rcl "$C" -o jsonpath='{.status.currentPrimary}'; }
 

@@ -22,13 +22,8 @@
 # itself for twice that. KEEP_GROUP=1 leaves the group up for the next run.
 set -uo pipefail
 E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ROOT=$(cd "$E2E/.." && pwd)
-DIR=${CNREDIS_E2E_DIR:-/var/tmp/cnredis-e2e}
-CACHE=${CNREDIS_CACHE:-$HOME/.cache/cnredis}
-export KUBECONFIG=$DIR/admin.kubeconfig
-KUBECTL=${KUBECTL:-$(ls -d "$CACHE"/kube-v1.35.*/bin/kubectl | sort -V | tail -1)}
-KUBELET=${KUBELET:-$ROOT/target/x86_64-unknown-linux-gnu/release/cnredis-kubelet}
-CLI=${CLI:-$CACHE/images/valkey-8.1/usr/local/bin/valkey-cli}
+# shellcheck source=e2e/failover/common.sh
+source "$E2E/failover/common.sh"
 SCENARIOS=${SCENARIOS:-kill-server delete-pod cut-network freeze-node}
 DOWN_AFTER_MS=${DOWN_AFTER_MS:-2000}
 FAILOVER_TIMEOUT_MS=${FAILOVER_TIMEOUT_MS:-180000}
@@ -39,8 +34,6 @@ k() { "$KUBECTL" -n "$NS" "$@"; }
 # shellcheck source=e2e/lib.sh
 source "$E2E/lib.sh"
 PROBE_SELECTOR=app=sg SECRET=sg-app
-# shellcheck source=e2e/failover/common.sh
-source "$E2E/failover/common.sh"
 
 password() { k get secret "$SECRET" -o jsonpath='{.data.password}' | base64 -d; }
 sentinel_ips() { k get pods -l app=sgs -o jsonpath='{range .items[*]}{.status.podIP} {end}'; }

@@ -442,10 +442,18 @@ mod tests {
         write_atomic(&dir, &v1, None).unwrap();
         let data = std::fs::read_link(dir.join("..data")).unwrap();
         write_atomic(&dir, &v1, None).unwrap();
-        assert_eq!(std::fs::read_link(dir.join("..data")).unwrap(), data, "rewritten without a change");
+        assert_eq!(
+            std::fs::read_link(dir.join("..data")).unwrap(),
+            data,
+            "rewritten without a change"
+        );
         let v2: Files = [("tls.crt".to_string(), (b"cert".to_vec(), 0o600))].into();
         write_atomic(&dir, &v2, None).unwrap();
-        assert_ne!(std::fs::read_link(dir.join("..data")).unwrap(), data, "a new mode not written");
+        assert_ne!(
+            std::fs::read_link(dir.join("..data")).unwrap(),
+            data,
+            "a new mode not written"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
