@@ -69,6 +69,17 @@ group_ready() {
     info "$ip" | grep -q "^master_host:$m" || echo "sentinel: $(pod_at "$ip") replicates from $(pod_at "$(info "$ip" | sed -n 's/^master_host://p')"), not from the primary" >>"$WORK/chained"
   done
   [[ $(wc -w <<<"$pods") == 3 ]] || { echo "server pods with an address: $pods"; return 1; }
+  # Every sentinel knows the other two and every replica: they learn of replicas from the primary's INFO
+  # every 10 s, and fail over only to one they know (a fault before that finds no replica to promote).
+  local known
+  for ip in $(sentinel_ips); do
+    sentinel "$ip" SENTINEL master mymaster | tr -d '\r' | paste -sd' ' | grep -q 'num-other-sentinels 2' \
+      || { echo "sentinel $ip does not know the other two yet"; return 1; }
+    known=$(sentinel "$ip" SENTINEL replicas mymaster | tr -d '\r' | paste -sd' ')
+    for replica in $pods; do
+      [[ $replica == "$m" || $known == *"ip $replica "* ]] || { echo "sentinel $ip does not know replica $replica yet"; return 1; }
+    done
+  done
 }
 
 setup() {
