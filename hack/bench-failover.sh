@@ -6,6 +6,7 @@
 #
 #   hack/bench-failover.sh                      # REPEAT=20 SCENARIOS="delete-pod kill-server"
 #   REPEAT=5 SCENARIOS="cut-network freeze-node" hack/bench-failover.sh
+#   SEED=7 REPEAT=20 SCENARIOS="..." hack/bench-failover.sh   # the same runs, in a random order
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPEAT=${REPEAT:-20}
@@ -14,6 +15,15 @@ LOG=${LOG:-/tmp/cnredis-bench-failover.log}
 
 runs=""
 for ((i = 0; i < REPEAT; i++)); do runs+="$SCENARIOS "; done
+if [[ -n ${SEED:-} ]]; then
+  # Shuffled (Fisher-Yates), reproducibly for a given SEED: every fault follows every other.
+  RANDOM=$SEED
+  read -ra deck <<<"$runs"
+  for ((i = ${#deck[@]} - 1; i > 0; i--)); do
+    j=$((RANDOM % (i + 1))); t=${deck[i]}; deck[i]=${deck[j]}; deck[j]=$t
+  done
+  runs="${deck[*]}"
+fi
 SCENARIOS=$runs "$ROOT/e2e/failover/run.sh" >"$LOG" 2>&1
 status=$?
 

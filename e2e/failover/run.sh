@@ -11,7 +11,7 @@
 #   - afterwards the cluster is Ready, every instance in sync, the old primary a replica.
 # Prints each scenario's client-observed write unavailability (longest gap between acknowledged writes)
 # and "N passed, N failed". SCENARIOS (space-separated) picks some of: delete-pod kill-server
-# kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume
+# kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover
 # switchover-kill-target (all by default); RUNS=N SEED=S draws
 # N of them at random (`make chaos`). STOP_ON_FAILURE=1 stops after the first failing scenario, the
 # cluster left as it is.
@@ -21,7 +21,7 @@ set -uo pipefail
 E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=e2e/failover/common.sh
 source "$E2E/failover/common.sh"
-ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover-kill-target"
+ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover switchover-kill-target"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 # RUNS=N [SEED=S]: N scenarios drawn at random (reproducibly for a given SEED) instead.
 if [[ -n ${RUNS:-} ]]; then
@@ -83,7 +83,7 @@ for scenario in $SCENARIOS; do
   old=$(primary); node=$(node_of "$old")
   [[ $scenario == freeze-node || $scenario == power-off-node ]] && operator_off "$node"
   writer_node=$(k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | grep -vx "$node" | head -1)
-  round=$((${round:-0} + 1)); w="w-$round-$scenario"
+  round=$((${round:-0} + 1)); w="w-$(date +%H%M%S)-$round-$scenario"
   start_writer "$w" "$writer_node"
   writing() { (( $(acks "$w") >= 20 )) || { echo "acks: $(acks "$w"); $(k get pod "$w" -o jsonpath='{.status.phase}')"; return 1; }; }
   wait_until "writer acknowledged 20 writes" 60 writing || continue
@@ -115,6 +115,13 @@ for scenario in $SCENARIOS; do
       # replaces it, on a new, empty volume, and syncs from the new primary.
       k delete pvc "$old" --wait=false >/dev/null && k delete pod "$old" --wait=false >/dev/null
       ok "$scenario: deleted the PVC and the pod of $old" ;;
+    switchover)
+      # A planned switchover (what a rolling update does, or a user patching targetPrimary), measured as the
+      # client sees it: from the patch to writes acknowledged by the new primary through -leader.
+      target=$(k get pods -l "cnredis.io/cluster=$C,cnredis.io/role=replica" -o jsonpath='{.items[0].metadata.name}')
+      k patch rcl "$C" --subresource=status --type=merge -p "{\"status\":{\"targetPrimary\":\"$target\"}}" >/dev/null
+      ok "$scenario: switchover to $target asked"
+      expect_failover=switchover ;;
     switchover-kill-target)
       # A planned switchover whose target's server is killed as it starts: the restarted target follows
       # the fenced primary, catches up, and the switchover completes; no acknowledged write is lost.

@@ -178,7 +178,7 @@ for scenario in $SCENARIOS; do
   echo "== $scenario"
   old=$(primary); old_ip=$(primary_ip); node=$(node_of "$old")
   writer_node=$(k get pods -l app=sg -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | grep -vx "$node" | head -1)
-  round=$((${round:-0} + 1)); w="s-$round-$scenario"
+  round=$((${round:-0} + 1)); w="s-$(date +%H%M%S)-$round-$scenario"
   start_writer "$w" "$writer_node" "$(sentinel_ips)"
   writing() { (( $(acks "$w") >= 20 )) || { echo "acks: $(acks "$w"); $(k get pod "$w" -o jsonpath='{.status.phase}')"; return 1; }; }
   wait_until "writer acknowledged 20 writes" 60 writing || continue

@@ -260,28 +260,38 @@ pub fn fence_proof(old_primary: &str, facts: &FenceFacts, now: Timestamp) -> Res
     if facts.pod_gone {
         return Ok(FenceProof::PodGone);
     }
-    let Some(lease) = &facts.lease else {
+    if facts.lease.is_none() {
         return Err(format!(
             "{old_primary} cannot be reached and holds no readable primary lease: waiting for its pod to stop"
         ));
-    };
+    }
     // Whoever holds it now, the old primary's own hold ends only at its last renewal plus the duration;
     // a lease renewed by another holder since only moves that point later, which errs on the safe side.
-    let Some(renewed) = lease.renewed else {
-        return Ok(FenceProof::LeaseExpired);
-    };
-    let valid_until = renewed
-        .checked_add(lease.duration + CLOCK_SKEW_MARGIN)
-        .unwrap_or(Timestamp::MAX);
-    if now >= valid_until {
-        Ok(FenceProof::LeaseExpired)
-    } else {
-        let left = valid_until.duration_since(now).unsigned_abs();
-        Err(format!(
+    match lease_proof_in(facts, now) {
+        Some(left) if !left.is_zero() => Err(format!(
             "{old_primary} cannot be reached: waiting {:.1} s for its primary lease to run out",
             left.as_secs_f64()
-        ))
+        )),
+        _ => Ok(FenceProof::LeaseExpired),
     }
+}
+
+/// How long until the lease in `facts` proves a fence: its last renewal plus its duration plus
+/// [`CLOCK_SKEW_MARGIN`] (zero once that has passed, or for a lease never renewed); `None` without a
+/// lease.
+pub fn lease_proof_in(facts: &FenceFacts, now: Timestamp) -> Option<Duration> {
+    let lease = facts.lease.as_ref()?;
+    let Some(renewed) = lease.renewed else {
+        return Some(Duration::ZERO);
+    };
+    let Ok(valid_until) = renewed.checked_add(lease.duration + CLOCK_SKEW_MARGIN) else {
+        return Some(Duration::MAX);
+    };
+    Some(if now >= valid_until {
+        Duration::ZERO
+    } else {
+        valid_until.duration_since(now).unsigned_abs()
+    })
 }
 
 /// One instance that might replace the primary.

@@ -2,7 +2,7 @@
 //! pod, its node, its instance API), remembers in the status since when it is failing, and fails over
 //! once [`failover::detect`] says so: record the intent, take the primary out of `-leader`, fence it and
 //! wait for proof, choose the replica, promote it. Every step is recorded in `status.failover` first, so
-//! a restarted operator (or a reconcile) resumes it with [`resume_failover`].
+//! a restarted operator's health loop resumes it where it stopped.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -17,12 +17,14 @@ use cnredis_api::names::{
 };
 use cnredis_instance_client::Target;
 use cnredis_instance_client::wire::InstanceReport;
+use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -34,6 +36,8 @@ use crate::context::Context;
 
 /// Period of the health loop.
 pub const PERIOD: Duration = Duration::from_secs(1);
+/// The shortest time between two polls: a burst of pod changes costs one poll every this long.
+const MIN_PERIOD: Duration = Duration::from_millis(100);
 /// How long one instance API call of the health loop may take: shorter than the period, so a hung
 /// instance costs one poll, not the loop.
 const CALL_TIMEOUT: Duration = Duration::from_millis(900);
@@ -57,8 +61,17 @@ pub fn ensure_running(ctx: &Arc<Context>, cluster: &RedisCluster) {
 async fn run(ctx: Arc<Context>, namespace: String, name: String) {
     let api: Api<RedisCluster> = Api::namespaced(ctx.client.clone(), &namespace);
     tracing::info!(%namespace, cluster = %name, "health loop started");
+    // A change of one of the cluster's pods (deleted, terminating, a container stopped) is looked at
+    // at once rather than at the next period.
+    let pod_changed = Arc::new(tokio::sync::Notify::new());
+    let pod_watch = tokio::spawn(watch_pods(
+        ctx.client.clone(),
+        namespace.clone(),
+        name.clone(),
+        pod_changed.clone(),
+    ));
     loop {
-        let next = tokio::time::Instant::now() + PERIOD;
+        let started = tokio::time::Instant::now();
         match api.get_opt(&name).await {
             Ok(Some(cluster)) if cluster.metadata.deletion_timestamp.is_none() => {
                 if let Err(error) = tick(&ctx, &cluster).await {
@@ -70,9 +83,34 @@ async fn run(ctx: Arc<Context>, namespace: String, name: String) {
                 tracing::warn!(%namespace, cluster = %name, %error, "health loop cannot read the cluster")
             }
         }
-        tokio::time::sleep_until(next).await;
+        tokio::select! {
+            () = tokio::time::sleep_until(started + PERIOD) => {}
+            () = pod_changed.notified() => {
+                tokio::time::sleep_until(started + MIN_PERIOD).await;
+            }
+        }
     }
+    pod_watch.abort();
     tracing::info!(%namespace, cluster = %name, "health loop stopped: the cluster is gone");
+}
+
+/// Wakes the health loop on every change of a pod of cluster `name`; restarts its watch on errors.
+async fn watch_pods(
+    client: kube::Client,
+    namespace: String,
+    name: String,
+    changed: Arc<tokio::sync::Notify>,
+) {
+    let pods: Api<Pod> = Api::namespaced(client, &namespace);
+    let config = watcher::Config::default().labels(&format!("{LABEL_CLUSTER}={name}"));
+    let mut events = std::pin::pin!(watcher(pods, config).default_backoff());
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => changed.notify_one(),
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%namespace, cluster = %name, %error, "pod watch"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -260,7 +298,7 @@ fn elapsed_since(since: Timestamp) -> Duration {
 }
 
 /// Resumes the failover `status.failover` records (from the health loop, or a reconcile).
-pub async fn resume_failover(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<(), HealthError> {
+async fn resume_failover(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<(), HealthError> {
     let _acting = ctx.acting(cluster).lock_owned().await;
     // Re-read under the lock: another step may have completed it meanwhile.
     let api: Api<RedisCluster> =
@@ -559,41 +597,48 @@ fn proof_sentence(proof: FenceProof) -> &'static str {
     }
 }
 
-/// Fences the old primary through its API when it answers, and gathers the other proofs.
+/// Gathers the proofs that the old primary takes no writes: its pod gone, its lease run out, or else a
+/// fence acknowledged through its API. A fence call to an unreachable pod ends by the time its lease
+/// proves the fence, so that the proof never waits for a timeout.
 async fn fence_facts(
     ctx: &Context,
     cluster: &RedisCluster,
     pod: Option<&Pod>,
     from: &str,
 ) -> Result<FenceFacts, kube::Error> {
-    let acknowledged = match pod.and_then(|pod| api_target(cluster, pod)) {
-        Some(target) => matches!(
-            tokio::time::timeout(CALL_TIMEOUT * 2, ctx.instance_api.fence(&target)).await,
-            Ok(Ok(result)) if result.fenced
-        ),
-        None => false,
-    };
     // Re-read the pod: only its absence now proves anything (while a failover is recorded, the
     // reconcile does not recreate it, and a pod that boots meanwhile boots fenced).
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
-    let pod_gone = pods.get_opt(from).await?.is_none();
-    let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
-    let lease = leases
-        .get_opt(&primary_lease(&cluster.name_any()))
-        .await?
-        .map(|lease| {
+    let namespace = cluster.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), &namespace);
+    let lease_name = primary_lease(&cluster.name_any());
+    let (pod_now, lease) = tokio::try_join!(pods.get_opt(from), leases.get_opt(&lease_name))?;
+    let mut facts = FenceFacts {
+        acknowledged: false,
+        pod_gone: pod_now.is_none(),
+        lease: lease.map(|lease| {
             let spec = lease.spec.unwrap_or_default();
             LeaseFacts {
                 holder: spec.holder_identity,
                 renewed: spec.renew_time.map(|t| t.0),
                 duration: Duration::from_secs(spec.lease_duration_seconds.unwrap_or(15).max(0) as u64),
             }
+        }),
+    };
+    let waiting = match failover::fence_proof(from, &facts, Timestamp::now()) {
+        Ok(_) => return Ok(facts),
+        Err(_) => failover::lease_proof_in(&facts, Timestamp::now()),
+    };
+    if let Some(target) = pod.and_then(|pod| api_target(cluster, pod)) {
+        let timeout = waiting.map_or(CALL_TIMEOUT * 2, |left| {
+            left.clamp(CALL_TIMEOUT / 9, CALL_TIMEOUT * 2)
         });
-    Ok(FenceFacts {
-        acknowledged,
-        pod_gone,
-        lease,
-    })
+        facts.acknowledged = matches!(
+            tokio::time::timeout(timeout, ctx.instance_api.fence(&target)).await,
+            Ok(Ok(result)) if result.fenced
+        );
+    }
+    Ok(facts)
 }
 
 /// Polls every other instance and chooses the one to promote.

@@ -90,16 +90,20 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
     )
     .await?;
 
+    // The health loop detects a failing primary and drives a failover under way, by its own steps,
+    // never by a plan made around it.
     super::health::ensure_running(ctx, cluster);
-    // A failover under way is driven by its own steps, never by a plan made around it.
     let failing_over = cluster.status.as_ref().is_some_and(|s| s.failover.is_some());
-    if failing_over && let Err(error) = super::health::resume_failover(ctx, cluster).await {
-        tracing::warn!(cluster = %name, %error, "resuming the failover");
-    }
+    // Observed before taking the lock: polling an instance that does not answer takes up to the poll
+    // timeout, and a failover step must not wait that long for the lock. What the plan rests on (the
+    // primaries and the failover record) is read again under the lock.
+    let mut world = observe(client, &ctx.instance_api, cluster).await?;
     // Whoever changes the primary holds this lock: a failover step never interleaves with a plan.
     let acting = ctx.acting(cluster);
     let _acting = acting.lock().await;
-    let mut world = observe(client, &ctx.instance_api, cluster).await?;
+    if primaries_moved(ctx, cluster).await? {
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
     mark_outdated(cluster, ctx, &mut world);
     let status = cluster.status.clone().unwrap_or_default();
     let annotation = cluster.annotations().get(ANNOTATION_FENCED_INSTANCES).cloned();
@@ -235,6 +239,26 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
     } else {
         Action::requeue(Duration::from_secs(2))
     })
+}
+
+/// Whether the primaries or the failover record of `cluster` changed since it was read (by a failover
+/// step, or because the read was a cache's older copy): a plan made from it would be stale.
+async fn primaries_moved(ctx: &Context, cluster: &RedisCluster) -> Result<bool, kube::Error> {
+    let api: Api<RedisCluster> =
+        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let Some(fresh) = api.get_opt(&cluster.name_any()).await? else {
+        return Ok(true);
+    };
+    let key = |c: &RedisCluster| {
+        let s = c.status.clone().unwrap_or_default();
+        (
+            s.current_primary,
+            s.target_primary,
+            s.failover.map(|f| (f.from, f.to)),
+            s.primary_failing.map(|f| f.pod),
+        )
+    };
+    Ok(key(&fresh) != key(cluster))
 }
 
 /// A fence the operator asked for through the API and no longer needs: left on the primary by a

@@ -243,6 +243,36 @@ fn a_live_lease_of_an_unreachable_primary_is_no_proof_until_it_ran_out_with_the_
 }
 
 #[test]
+fn the_wait_for_a_lease_proof_ends_when_the_proof_holds() {
+    let facts = FenceFacts {
+        lease: lease("c-1", 0),
+        ..FenceFacts::default()
+    };
+    assert_eq!(lease_proof_in(&facts, at(12)), Some(5 * SECOND));
+    assert_eq!(lease_proof_in(&facts, at(17)), Some(Duration::ZERO));
+    assert_eq!(lease_proof_in(&facts, at(30)), Some(Duration::ZERO));
+    assert_eq!(lease_proof_in(&FenceFacts::default(), at(30)), None);
+    // A lease never renewed proves nothing is held; one whose expiry cannot be computed is waited for.
+    let unrenewed = FenceFacts {
+        lease: Some(LeaseFacts {
+            renewed: None,
+            ..lease("c-1", 0).unwrap()
+        }),
+        ..FenceFacts::default()
+    };
+    assert_eq!(lease_proof_in(&unrenewed, at(0)), Some(Duration::ZERO));
+    let forever = FenceFacts {
+        lease: Some(LeaseFacts {
+            duration: Duration::MAX / 2,
+            ..lease("c-1", 0).unwrap()
+        }),
+        ..FenceFacts::default()
+    };
+    assert_eq!(lease_proof_in(&forever, at(0)), Some(Duration::MAX));
+    assert!(fence_proof("c-1", &forever, at(1_000_000)).is_err());
+}
+
+#[test]
 fn a_lease_held_by_another_pod_counts_from_its_last_renewal() {
     let facts = FenceFacts {
         lease: lease("c-2", 10),
