@@ -517,6 +517,8 @@ async fn drive(
         .await?;
         return Ok(());
     };
+    // Labelled before its promotion, which the Service proxies then follow in parallel (see switchover).
+    set_role(ctx, cluster, &to, Some(ROLE_PRIMARY)).await?;
     match tokio::time::timeout(PROMOTE_TIMEOUT, ctx.instance_api.promote(&target)).await {
         Ok(Ok(_)) => {}
         Ok(Err(error)) => {
@@ -563,7 +565,6 @@ async fn drive(
         }),
     )
     .await?;
-    set_role(ctx, cluster, &to, Some(ROLE_PRIMARY)).await?;
     ctx.metrics.failover_completed(
         &progress.reason,
         completed.duration_since(progress.started.0).unsigned_abs(),

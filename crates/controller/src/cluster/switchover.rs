@@ -1,8 +1,9 @@
 //! A planned switchover, run to its end inside one reconcile (and resumed by the next one if the operator
 //! stops half-way, since every step is idempotent and its progress is in the status): fence the primary
-//! (writes stop), wait for the target to reach the primary's replication offset, name it targetPrimary,
-//! hand it the primary lease, promote it, demote the old primary to follow it, name it currentPrimary, and
-//! lift the old primary's fence. No acknowledged write is lost: the primary accepts none from the fence on.
+//! (writes stop), move the role label (so `-leader`) to the target, wait for it to reach the primary's
+//! replication offset, name it targetPrimary, hand it the primary lease, promote it, demote the old
+//! primary to follow it, name it currentPrimary, and lift the old primary's fence. No acknowledged write
+//! is lost: the primary accepts none from the fence on.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -95,8 +96,11 @@ pub async fn run(
         && status.current_primary.as_deref() == Some(from.as_str())
     {
         api.fence(from_target).await.map_err(call(from))?;
-        // `-leader` loses its endpoint until the new primary is labelled.
+        // `-leader` moves to the target now: the Service proxies take most of a second to follow an
+        // endpoint change, and they do it while the target catches up and is promoted. Until then a
+        // client reaching the target gets READONLY, as one reaching the fenced primary gets NOREPLICAS.
         super::health::set_role(ctx, cluster, from, None).await?;
+        super::health::set_role(ctx, cluster, to, Some(cnredis_api::names::ROLE_PRIMARY)).await?;
         let from_offset = api
             .status(from_target)
             .await
@@ -113,6 +117,7 @@ pub async fn run(
                 let _ = api.unfence(from_target).await;
                 // Abandoned: the old primary stays the target, so no later reconcile retries blindly.
                 super::status::merge(&ctx.client, cluster, json!({"targetPrimary": from})).await?;
+                super::health::set_role(ctx, cluster, to, Some(cnredis_api::names::ROLE_REPLICA)).await?;
                 super::health::set_role(ctx, cluster, from, Some(cnredis_api::names::ROLE_PRIMARY)).await?;
                 return Err(SwitchoverError::CatchUp {
                     from: from.clone(),
