@@ -16,8 +16,9 @@ KUBELET=${KUBELET:-$ROOT/target/x86_64-unknown-linux-gnu/release/cnredis-kubelet
 CLI=${CLI:-$CACHE/images/valkey-8.1/usr/local/bin/valkey-cli}
 
 # The probe: every 200 ms, every server pod is asked in its own network namespace whether it takes a
-# write (DEL of a key that never exists: refused by replicas, fenced and isolated servers). Each line:
-# epoch_ms and the writable pods.
+# write (DEL of a key that never exists: refused by replicas, fenced and isolated servers; and, a no-op,
+# never replicated). Each line of probe.log: epoch_ms and the writable pods. A writable pod is also asked
+# its replication offset: "epoch_ms pod offset" in offsets.log.
 probe_loop() {
   local pw netns=() names=() refreshed=0
   pw=$(k get secret "$SECRET" -o jsonpath='{.data.password}' | base64 -d)
@@ -32,7 +33,11 @@ probe_loop() {
     local i writable="" out
     for i in "${!names[@]}"; do
       out=$(REDISCLI_AUTH=$pw timeout 0.5 ip netns exec "${netns[$i]}" "$CLI" -h 127.0.0.1 DEL cnredis:probe:never 2>/dev/null)
-      [[ $out == 0 ]] && writable+=" ${names[$i]}"
+      [[ $out == 0 ]] || continue
+      writable+=" ${names[$i]}"
+      out=$(REDISCLI_AUTH=$pw timeout 0.5 ip netns exec "${netns[$i]}" "$CLI" -h 127.0.0.1 INFO replication 2>/dev/null \
+        | sed -n 's/^master_repl_offset:\([0-9]*\).*/\1/p')
+      [[ -n $out ]] && echo "$(date +%s%3N) ${names[$i]} $out" >>"$WORK/offsets.log"
     done
     echo "$(date +%s%3N)$writable" >>"$WORK/probe.log"
     sleep 0.2
@@ -119,6 +124,20 @@ two_primaries() {
 # (each probe line that saw two stands for the time since the line before it).
 two_primaries_ms() {
   awk -v from="$1" '$1 >= from { if (NF > 2 && last) total += $1 - last; last = $1 } END { print total + 0 }' "$WORK/probe.log"
+}
+
+# offset_regressions FROM_MS [POD UNTIL_MS]: the writable servers' offsets (offsets.log) from FROM_MS on
+# that went back: lower than the highest a writable server had before by more than OFFSET_SLACK bytes
+# (default 4096: the tail an old primary took but never replicated, writes no WAIT acknowledged, with the
+# replication stream's REPLCONF GETACKs). A restarted primary serving its stale RDB, or a follower of an
+# empty or behind primary, goes back by all it missed. POD until UNTIL_MS is measured apart (a resumed
+# primary, see freeze-node).
+offset_regressions() {
+  [[ -e $WORK/offsets.log ]] || return 0
+  awk -v from="$1" -v pod="${2:-}" -v until="${3:-0}" -v slack="${OFFSET_SLACK:-4096}" '$1 >= from {
+    if ($1 <= until && $2 == pod) next
+    if ($3 + slack < high) print $1, $2, $3, "< " high, "(" high_pod ")"
+    if ($3 > high) { high = $3; high_pod = $2 } }' "$WORK/offsets.log"
 }
 
 node_of() { k get pod "$1" -o jsonpath='{.spec.nodeName}'; }

@@ -6,7 +6,8 @@
 # The fault is applied, the suite waits for the outcome, undoes the fault, and checks the invariants:
 #   - never two writable primaries (the probe log);
 #   - no acknowledged write lost (the writer reads back every key it got an acknowledgement for);
-#   - replication offsets never regress (every instance ends past the highest offset seen before);
+#   - replication offsets never regress: the offset of whichever server takes writes never goes back
+#     (the probe's offsets.log), and every instance ends past the highest offset seen before the fault;
 #   - a failover happened when the scenario requires one, to the replica of highest offset;
 #   - afterwards the cluster is Ready, every instance in sync, the old primary a replica.
 # Prints each scenario's client-observed write unavailability (longest gap between acknowledged writes)
@@ -190,6 +191,10 @@ for scenario in $SCENARIOS; do
   after_min=$(offsets | tr ' ' '\n' | grep = | cut -d= -f2 | sort -n | head -1)
   ((after_min >= before_max)) && ok "$scenario: replication offsets moved on ($before_max before, lowest now $after_min)" \
     || fail "$scenario: an offset regressed: before $before_offsets, now $(offsets)"
+  # From the last probe round before the fault: the old primary's offset then is the floor.
+  regressions=$(offset_regressions "$((fault_ms - 1000))" "$grace_pod" "$grace_until")
+  [[ -z $regressions ]] && ok "$scenario: the writable primary's offset never went back ($(awk -v f="$((fault_ms - 1000))" '$1 >= f' "$WORK/offsets.log" | wc -l) samples)" \
+    || fail "$scenario: a writable primary's offset went back: $(head -3 <<<"$regressions")"
   stop_writer "$w"
   summary=$(tail -1 "$WORK/$w.log")
   if [[ $summary == acknowledged=*missing=0 ]]; then ok "$scenario: no acknowledged write lost ($summary)"; else fail "$scenario: writer: $(tail -3 "$WORK/$w.log")"; fi
