@@ -17,8 +17,14 @@ CLI=${CLI:-$CACHE/images/valkey-8.1/usr/local/bin/valkey-cli}
 
 # The probe: every 200 ms, every server pod is asked in its own network namespace whether it takes a
 # write (DEL of a key that never exists: refused by replicas, fenced and isolated servers; and, a no-op,
-# never replicated). Each line of probe.log: epoch_ms and the writable pods. A writable pod is also asked
-# its replication offset: "epoch_ms pod offset" in offsets.log.
+# never replicated) — twice, in one order and then in the reverse order, and it counts as writable in
+# that round only if it said yes both times. So two pods counted in one round were both writable at one
+# moment (each said yes before and after the other did), where one pass alone also counts a primary
+# fenced just after its probe and a successor promoted just before its own (a switchover's fence ->
+# promote can take less than one pass). Each line of probe.log: epoch_ms and the writable pods. A
+# writable pod is also asked its replication offset: "epoch_ms pod offset" in offsets.log.
+writable_now() { REDISCLI_AUTH=$pw timeout 0.5 ip netns exec "$1" "$CLI" -h 127.0.0.1 DEL cnredis:probe:never 2>/dev/null; }
+
 probe_loop() {
   local pw netns=() names=() refreshed=0
   pw=$(k get secret "$SECRET" -o jsonpath='{.data.password}' | base64 -d)
@@ -30,10 +36,10 @@ probe_loop() {
         names+=("$name"); netns+=("cnr-$(echo "${uid//-/}" | cut -c1-12)")
       done < <(k get pods -l "$PROBE_SELECTOR" -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid}{"\n"}{end}' 2>/dev/null)
     fi
-    local i writable="" out
-    for i in "${!names[@]}"; do
-      out=$(REDISCLI_AUTH=$pw timeout 0.5 ip netns exec "${netns[$i]}" "$CLI" -h 127.0.0.1 DEL cnredis:probe:never 2>/dev/null)
-      [[ $out == 0 ]] || continue
+    local i writable="" out first=()
+    for i in "${!names[@]}"; do first[i]=$(writable_now "${netns[$i]}"); done
+    for ((i = ${#names[@]} - 1; i >= 0; i--)); do
+      [[ ${first[i]} == 0 && $(writable_now "${netns[$i]}") == 0 ]] || continue
       writable+=" ${names[$i]}"
       out=$(REDISCLI_AUTH=$pw timeout 0.5 ip netns exec "${netns[$i]}" "$CLI" -h 127.0.0.1 INFO replication 2>/dev/null \
         | sed -n 's/^master_repl_offset:\([0-9]*\).*/\1/p')
@@ -142,7 +148,12 @@ offset_regressions() {
 
 node_of() { k get pod "$1" -o jsonpath='{.spec.nodeName}'; }
 # chaos NODE ARGS...: a fault through NODE's kubelet (`cnredis-kubelet chaos --help`).
-chaos() { local node=$1; shift; "$KUBELET" chaos --socket "$DIR/nodes/$node/chaos.sock" "$@" >/dev/null; }
+# A fault the kubelet refuses is a failure of the scenario, said at once (not 90 s later as "no failover").
+chaos() {
+  local node=$1; shift
+  "$KUBELET" chaos --socket "$DIR/nodes/$node/chaos.sock" "$@" >/dev/null 2>"$WORK/chaos.err" \
+    || { fail "chaos on $node, $*: not applied: $(grep -m1 '^Error' "$WORK/chaos.err")"; return 1; }
+}
 
 # netns_of POD: the network namespace the local cluster's kubelet made for POD (e2e/README.md).
 netns_of() { echo "cnr-$(k get pod "$1" -o jsonpath='{.metadata.uid}' | tr -d - | cut -c1-12)"; }

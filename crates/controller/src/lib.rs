@@ -1,6 +1,7 @@
 //! The cnredis operator: reconciles RedisClusters into instance Pods, PVCs, Services, Secrets and
 //! PodDisruptionBudgets, and keeps their status.
 
+pub mod backup;
 pub mod cluster;
 pub mod context;
 pub mod credentials;

@@ -170,13 +170,15 @@ impl Kubelet {
         }
     }
 
-    /// The runtime handle of a pod, for logs and chaos.
+    /// The runtime handle of a pod, for logs and chaos. A pod recreated under the same name can have
+    /// two workers for a while (the old one still winding down, without a handle): the one that runs
+    /// the pod is the one with a handle.
     pub fn handle(&self, namespace: &str, name: &str) -> Option<PodHandle> {
         let workers = self.workers.lock().unwrap();
-        let worker = workers
+        workers
             .values()
-            .find(|w| w.namespace == namespace && w.name == name)?;
-        worker.slots.handle.lock().unwrap().clone()
+            .filter(|w| w.namespace == namespace && w.name == name)
+            .find_map(|w| w.slots.handle.lock().unwrap().clone())
     }
 
     /// Every running pod's handle.
