@@ -301,7 +301,32 @@ pub struct Candidate<'a> {
     pub serial: u32,
     /// The pod exists, is not being deleted, and is not fenced by the user.
     pub eligible_pod: bool,
+    /// Fenced by the user (`cnredis.io/fencedInstances`): never chosen, never waited for.
+    pub fenced_by_user: bool,
     pub report: Option<&'a InstanceReport>,
+}
+
+/// How long a failover waits, from its start, for replicas that may be back soon (see
+/// [`replicas_to_wait_for`]) before it chooses among those that answer.
+pub const WAIT_FOR_REPLICAS: Duration = Duration::from_secs(30);
+
+/// The replicas a failover waits for before choosing: a write acknowledged with `WAIT 1` is on at least
+/// one replica, maybe on one only, so the choice among some replicas may drop it if another, absent,
+/// holds it. Absent: its pod gone or being replaced, its instance not answering, or its server loading
+/// its files (all replicas restarted at once: each saved what it had when it stopped, and the last to
+/// stop has the most). Not one fenced by the user, nor one in a full sync (its data is the primary's
+/// as of the sync's start, which the others also have).
+pub fn replicas_to_wait_for(candidates: &[Candidate<'_>]) -> Vec<String> {
+    candidates
+        .iter()
+        .filter(|c| !c.fenced_by_user)
+        .filter(|c| match c.report {
+            _ if !c.eligible_pod => true,
+            None => true,
+            Some(r) => !r.answered || r.persistence.loading,
+        })
+        .map(|c| c.name.to_string())
+        .collect()
 }
 
 /// Why no replica may replace the primary.

@@ -468,7 +468,15 @@ async fn drive(
 
     let to = match progress.to.clone() {
         Some(to) => to,
-        None => match choose(ctx, cluster, pods, &from).await {
+        None => match choose(
+            ctx,
+            cluster,
+            pods,
+            &from,
+            Timestamp::now().duration_since(progress.started.0),
+        )
+        .await
+        {
             Ok(to) => {
                 if FenceProof::parse(&proof).is_some_and(FenceProof::allows_lease_handover) {
                     hand_over_lease(ctx, cluster, &from, &to).await?;
@@ -648,11 +656,19 @@ async fn choose(
     cluster: &RedisCluster,
     pods: &BTreeMap<String, Pod>,
     from: &str,
+    waited: jiff::SignedDuration,
 ) -> Result<String, failover::NoCandidate> {
     let fenced = fenced_by_user(cluster);
     let others: Vec<&Pod> = pods.values().filter(|pod| pod.name_any() != from).collect();
     let reports = futures::future::join_all(others.iter().map(|pod| report_of(ctx, cluster, pod))).await;
     let names: Vec<String> = others.iter().map(|pod| pod.name_any()).collect();
+    // Instances the status knows whose pod is gone (all deleted at once, being recreated) count too.
+    let podless: Vec<String> = cluster
+        .status
+        .iter()
+        .flat_map(|s| s.instances_status.iter().map(|i| i.name.clone()))
+        .filter(|name| name != from && !pods.contains_key(name))
+        .collect();
     let candidates: Vec<Candidate<'_>> = others
         .iter()
         .zip(&names)
@@ -661,9 +677,25 @@ async fn choose(
             name,
             serial: instance_serial(&cluster.name_any(), name).unwrap_or(u32::MAX),
             eligible_pod: pod.metadata.deletion_timestamp.is_none() && !fenced.contains(name),
+            fenced_by_user: fenced.contains(name),
             report: report.as_ref(),
         })
+        .chain(podless.iter().map(|name| Candidate {
+            name,
+            serial: instance_serial(&cluster.name_any(), name).unwrap_or(u32::MAX),
+            eligible_pod: false,
+            fenced_by_user: fenced.contains(name),
+            report: None,
+        }))
         .collect();
+    let absent = failover::replicas_to_wait_for(&candidates);
+    if !absent.is_empty() && waited.unsigned_abs() < failover::WAIT_FOR_REPLICAS {
+        return Err(failover::NoCandidate(format!(
+            "waiting up to {}s for {} to answer before choosing: a write acknowledged by one replica only may be there",
+            failover::WAIT_FOR_REPLICAS.as_secs(),
+            absent.join(", ")
+        )));
+    }
     let lineage = cluster
         .status
         .as_ref()

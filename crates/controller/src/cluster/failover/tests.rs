@@ -315,8 +315,45 @@ fn candidate<'a>(name: &'a str, serial: u32, report: &'a InstanceReport) -> Cand
         name,
         serial,
         eligible_pod: true,
+        fenced_by_user: false,
         report: Some(report),
     }
+}
+
+#[test]
+fn a_failover_waits_for_replicas_that_may_hold_what_the_others_lack() {
+    let (answering, mut loading, mut silent, syncing_base) =
+        (replica(100), replica(90), replica(0), replica(80));
+    loading.persistence.loading = true;
+    silent.answered = false;
+    let mut syncing = syncing_base;
+    syncing.replication.sync_in_progress = true;
+    let fenced = replica(500);
+    let candidates = [
+        candidate("c-2", 2, &answering),
+        candidate("c-3", 3, &loading),
+        candidate("c-4", 4, &silent),
+        Candidate {
+            report: None,
+            ..candidate("c-5", 5, &answering)
+        },
+        Candidate {
+            eligible_pod: false,
+            report: None,
+            ..candidate("c-6", 6, &answering)
+        },
+        candidate("c-7", 7, &syncing),
+        Candidate {
+            eligible_pod: false,
+            fenced_by_user: true,
+            ..candidate("c-8", 8, &fenced)
+        },
+    ];
+    assert_eq!(replicas_to_wait_for(&candidates), ["c-3", "c-4", "c-5", "c-6"]);
+    // Every replica answering, none loading: nothing to wait for.
+    assert!(
+        replicas_to_wait_for(&[candidate("c-2", 2, &answering), candidate("c-7", 7, &syncing)]).is_empty()
+    );
 }
 
 #[test]
