@@ -23,7 +23,9 @@ CLI=${CLI:-$CACHE/images/valkey-8.1/usr/local/bin/valkey-cli}
 # fenced just after its probe and a successor promoted just before its own (a switchover's fence ->
 # promote can take less than one pass). Each line of probe.log: epoch_ms and the writable pods. A
 # writable pod is also asked its replication offset: "epoch_ms pod offset" in offsets.log.
-writable_now() { REDISCLI_AUTH=$pw timeout 0.5 ip netns exec "$1" "$CLI" -h 127.0.0.1 DEL cnredis:probe:never 2>/dev/null; }
+# cli_in NETNS ARGS...: valkey-cli on 127.0.0.1 inside NETNS, with the probe's password ($pw).
+cli_in() { REDISCLI_AUTH=$pw timeout 0.5 ip netns exec "$1" "$CLI" -h 127.0.0.1 "${@:2}" 2>/dev/null; }
+writable_now() { cli_in "$1" DEL cnredis:probe:never; }
 
 probe_loop() {
   local pw netns=() names=() refreshed=0
@@ -41,8 +43,7 @@ probe_loop() {
     for ((i = ${#names[@]} - 1; i >= 0; i--)); do
       [[ ${first[i]} == 0 && $(writable_now "${netns[$i]}") == 0 ]] || continue
       writable+=" ${names[$i]}"
-      out=$(REDISCLI_AUTH=$pw timeout 0.5 ip netns exec "${netns[$i]}" "$CLI" -h 127.0.0.1 INFO replication 2>/dev/null \
-        | sed -n 's/^master_repl_offset:\([0-9]*\).*/\1/p')
+      out=$(cli_in "${netns[$i]}" INFO replication | sed -n 's/^master_repl_offset:\([0-9]*\).*/\1/p')
       [[ -n $out ]] && echo "$(date +%s%3N) ${names[$i]} $out" >>"$WORK/offsets.log"
     done
     echo "$(date +%s%3N)$writable" >>"$WORK/probe.log"

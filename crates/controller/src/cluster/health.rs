@@ -669,24 +669,14 @@ async fn choose(
         .flat_map(|s| s.instances_status.iter().map(|i| i.name.clone()))
         .filter(|name| name != from && !pods.contains_key(name))
         .collect();
+    let cluster_name = cluster.name_any();
+    let candidate = |name, pod, report| candidate(&cluster_name, &fenced, name, pod, report);
     let candidates: Vec<Candidate<'_>> = others
         .iter()
         .zip(&names)
         .zip(&reports)
-        .map(|((pod, name), report)| Candidate {
-            name,
-            serial: instance_serial(&cluster.name_any(), name).unwrap_or(u32::MAX),
-            eligible_pod: pod.metadata.deletion_timestamp.is_none() && !fenced.contains(name),
-            fenced_by_user: fenced.contains(name),
-            report: report.as_ref(),
-        })
-        .chain(podless.iter().map(|name| Candidate {
-            name,
-            serial: instance_serial(&cluster.name_any(), name).unwrap_or(u32::MAX),
-            eligible_pod: false,
-            fenced_by_user: fenced.contains(name),
-            report: None,
-        }))
+        .map(|((pod, name), report)| candidate(name, Some(pod), report.as_ref()))
+        .chain(podless.iter().map(|name| candidate(name, None, None)))
         .collect();
     let absent = failover::replicas_to_wait_for(&candidates);
     if !absent.is_empty() && waited.unsigned_abs() < failover::WAIT_FOR_REPLICAS {
@@ -702,6 +692,24 @@ async fn choose(
         .and_then(|s| s.instances_status.iter().find(|i| i.name == from))
         .and_then(|i| i.replication_id.clone());
     failover::choose_failover_target(lineage.as_deref(), &candidates)
+}
+
+/// One instance as a failover candidate; `pod` None: its pod is gone.
+fn candidate<'a>(
+    cluster_name: &str,
+    fenced: &FencedInstances,
+    name: &'a str,
+    pod: Option<&Pod>,
+    report: Option<&'a InstanceReport>,
+) -> Candidate<'a> {
+    let fenced_by_user = fenced.contains(name);
+    Candidate {
+        name,
+        serial: instance_serial(cluster_name, name).unwrap_or(u32::MAX),
+        eligible_pod: pod.is_some_and(|pod| pod.metadata.deletion_timestamp.is_none()) && !fenced_by_user,
+        fenced_by_user,
+        report,
+    }
 }
 
 /// Hands the primary lease to `to`, only while `from` (proven fenced) or nobody holds it: a compare-and-
