@@ -13,6 +13,9 @@ use cnredis_api::cluster::{PrimaryUpdateMethod, PrimaryUpdateStrategy, PvcRetent
 use cnredis_api::names::{ROLE_PRIMARY, ROLE_REPLICA, instance_name};
 use cnredis_instance_client::wire::{InstanceReport, Role};
 
+/// Phase of a new cluster whose first instance is not created, `Wanted::bootstrap_refused` says why.
+pub const PHASE_BOOTSTRAP_FAILED: &str = "Bootstrap failed";
+
 /// One instance as observed: its pod, its PVC, and its instance manager's report.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
@@ -56,6 +59,9 @@ pub struct Wanted {
     /// The health loop sees the current primary failing: its pod, if gone, is left to the failover
     /// rather than recreated as primary.
     pub primary_failing: bool,
+    /// Why the first instance of a new cluster must not be created (e.g. a restore this version cannot
+    /// do): the cluster stays without pods, in phase `Bootstrap failed`, rather than start empty.
+    pub bootstrap_refused: Option<String>,
 }
 
 /// A deletion the shell executes.
@@ -150,6 +156,10 @@ pub fn plan(wanted: &Wanted, observed: &[Observed]) -> Plan {
 
     match (&plan.current_primary, &plan.target_primary) {
         // A new cluster: the first instance is named target primary before its pod exists.
+        (None, None) if wanted.bootstrap_refused.is_some() => {
+            plan.phase = PHASE_BOOTSTRAP_FAILED.to_string();
+            plan.phase_reason = wanted.bootstrap_refused.clone().unwrap_or_default();
+        }
         (None, None) => {
             let serial = match with_storage.first() {
                 Some(existing) => existing.serial,

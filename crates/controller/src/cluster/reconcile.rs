@@ -15,7 +15,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::observe::{World, observe};
-use super::plan::{Plan, Wanted, plan};
+use super::plan::{PHASE_BOOTSTRAP_FAILED, Plan, Wanted, plan};
 use super::resources::{self, PodInputs};
 use super::status;
 use crate::context::Context;
@@ -59,6 +59,12 @@ pub async fn reconcile(cluster: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<
         .reconciled(started.elapsed(), result.as_ref().err().map(ReconcileError::kind));
     result
 }
+
+/// Why a new cluster with `spec.bootstrap.recovery` gets no instance: an empty cluster must never pass
+/// for a restored one.
+const RESTORE_NOT_SUPPORTED: &str = "restoring from a backup (spec.bootstrap.recovery) is not supported \
+     by this version of cnredis yet; no instance was created. Delete this RedisCluster, or create one \
+     without bootstrap.recovery for an empty dataset";
 
 async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<Action, ReconcileError> {
     let namespace = cluster.namespace().ok_or(ReconcileError::NoNamespace)?;
@@ -139,8 +145,29 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
                 .primary_failing
                 .as_ref()
                 .is_some_and(|f| Some(&f.pod) == status.current_primary.as_ref()),
+        bootstrap_refused: cluster
+            .spec
+            .bootstrap
+            .as_ref()
+            .and_then(|b| b.recovery.as_ref())
+            .map(|_| RESTORE_NOT_SUPPORTED.to_string()),
     };
     let plan = plan(&wanted, &world.instances);
+    if plan.phase == PHASE_BOOTSTRAP_FAILED {
+        if status.phase.as_deref() != Some(PHASE_BOOTSTRAP_FAILED) {
+            publish(
+                ctx,
+                cluster,
+                EventType::Warning,
+                "BootstrapFailed",
+                "Bootstrap",
+                &plan.phase_reason,
+            )
+            .await;
+        }
+        status::write(client, cluster, &plan, &world).await?;
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    }
     if failing_over {
         // Only the replicas' pods come back (e.g. after every pod was deleted at once), since the
         // failover may need one of them: nothing is labelled, removed or switched over meanwhile.

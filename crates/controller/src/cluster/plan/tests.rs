@@ -68,6 +68,7 @@ fn wanted(instances: u32) -> Wanted {
         update_strategy: PrimaryUpdateStrategy::Unsupervised,
         update_method: PrimaryUpdateMethod::Switchover,
         primary_failing: false,
+        bootstrap_refused: None,
     }
 }
 
@@ -94,6 +95,18 @@ fn a_new_cluster_names_its_first_instance_target_primary_before_creating_it() {
     assert_eq!(plan.create, [1]);
     assert_eq!(plan.latest_serial, 1);
     assert_eq!(plan.phase, "Setting up primary");
+}
+
+#[test]
+fn a_refused_bootstrap_creates_nothing_and_says_why() {
+    let mut wanted = new_cluster(3);
+    wanted.bootstrap_refused = Some("restore is not supported".to_string());
+    let plan = plan(&wanted, &[]);
+    assert_eq!(plan.target_primary, None);
+    assert!(plan.create.is_empty());
+    assert_eq!(plan.phase, PHASE_BOOTSTRAP_FAILED);
+    assert_eq!(plan.phase_reason, "restore is not supported");
+    assert!(!plan.healthy);
 }
 
 #[test]
