@@ -18,9 +18,10 @@ build:
 tools:
 	@hack/install-helm.sh >/dev/null
 
-## deps: the engines and system packages the tests run (cached under ~/.cache/cnredis)
+## deps: the engines, system packages and S3 server (versitygw) the tests run (cached under ~/.cache/cnredis)
 deps:
 	e2e/install-deps.sh >/dev/null
+	e2e/install-versitygw.sh >/dev/null
 
 ## generate: rewrite every generated file (CRDs, docs/api.md, manifests rendered from the chart)
 generate: tools

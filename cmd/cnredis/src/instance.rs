@@ -60,6 +60,10 @@ pub struct InstanceRunArgs {
     /// Duration of the primary lease: a primary that cannot renew it for this long refuses writes.
     #[arg(long, env = "CNREDIS_LEASE_DURATION_SECONDS", default_value_t = 15)]
     lease_duration_seconds: u64,
+    /// Directory holding one directory per object store (`ACCESS_KEY_ID`, `SECRET_ACCESS_KEY`, optional
+    /// `SESSION_TOKEN`: projected Secret keys) for backups and restores.
+    #[arg(long, env = "CNREDIS_OBJECT_STORE_CREDENTIALS", default_value = cnredis_api::names::OBJECT_STORE_CREDENTIALS_DIR)]
+    object_store_credentials: PathBuf,
     /// Directory searched for valkey-server / redis-server before PATH.
     #[arg(long, env = "CNREDIS_ENGINE_DIR")]
     engine_dir: Option<PathBuf>,
@@ -107,6 +111,7 @@ async fn run_async(args: InstanceRunArgs) -> anyhow::Result<()> {
             key: dir.join("tls.key"),
             ca: dir.join("ca.crt"),
         }),
+        object_store_credentials: args.object_store_credentials,
     };
     let (source, lease) = match args.cluster_file {
         Some(path) => (ClusterSource::File(path), None),

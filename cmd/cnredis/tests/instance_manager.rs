@@ -641,6 +641,7 @@ async fn manager_in_process(
         password_file: Some(h.password_file.clone()),
         memory_limit_bytes: None,
         server_tls: None,
+        object_store_credentials: h.dir.join("object-store"),
     };
     let cluster = ClusterSource::File(h.cluster_file.clone()).start();
     let unreachable =

@@ -27,6 +27,11 @@ pub const ANNOTATION_FENCED_INSTANCES: &str = "cnredis.io/fencedInstances";
 
 /// Redis protocol port.
 pub const REDIS_PORT: u16 = 6379;
+/// Where instance pods find the object stores' credentials: one directory per store, holding
+/// `ACCESS_KEY_ID`, `SECRET_ACCESS_KEY` and optionally `SESSION_TOKEN`.
+pub const OBJECT_STORE_CREDENTIALS_DIR: &str = "/etc/cnredis/object-store";
+/// The credentials directory of the cluster's own `spec.backup.objectStore`.
+pub const BACKUP_CREDENTIALS: &str = "backup";
 /// Instance manager HTTP API.
 pub const INSTANCE_API_PORT: u16 = 8000;
 /// Instance metrics (redis_exporter names plus `cnredis_instance_*`).

@@ -131,6 +131,24 @@ impl InstanceClient {
         self.call(target, Method::POST, path::UNFENCE, None::<&()>).await
     }
 
+    /// `POST /v1/backups`: starts the backup, or reports it when one of that name exists (409 while
+    /// another one runs).
+    pub async fn start_backup(
+        &self,
+        target: &Target,
+        request: &wire::BackupRequest,
+    ) -> Result<wire::BackupReport, ClientError> {
+        self.call(target, Method::POST, path::BACKUPS, Some(request))
+            .await
+    }
+
+    /// `GET /v1/backups/{name}`: a 404 means this instance manager does not know the backup (it was
+    /// restarted since, or never asked).
+    pub async fn backup(&self, target: &Target, name: &str) -> Result<wire::BackupReport, ClientError> {
+        let path = format!("{}/{name}", path::BACKUPS);
+        self.call(target, Method::GET, &path, None::<&()>).await
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         target: &Target,

@@ -12,6 +12,8 @@ pub mod path {
     pub const DEMOTE: &str = "/v1/demote";
     pub const FENCE: &str = "/v1/fence";
     pub const UNFENCE: &str = "/v1/unfence";
+    /// `POST` starts a backup ([`super::BackupRequest`]); `GET /v1/backups/{name}` reads its progress.
+    pub const BACKUPS: &str = "/v1/backups";
 }
 
 /// Replication role reported by the server.
@@ -199,3 +201,101 @@ pub struct ApiError {
     pub reason: String,
     pub message: String,
 }
+
+/// Where backups are stored, as the operator resolved it from the RedisCluster: the credentials are files
+/// in the pod (a projected Secret), named by `credentials`, never sent over the API.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreLocation {
+    pub bucket: String,
+    /// Key prefix inside the bucket, without leading or trailing `/` (may be empty).
+    pub prefix: String,
+    /// Endpoint of an S3-compatible service; `None` means AWS S3.
+    pub endpoint_url: Option<String>,
+    pub region: String,
+    /// Directory (under the instance manager's credentials root) holding `ACCESS_KEY_ID`,
+    /// `SECRET_ACCESS_KEY` and optionally `SESSION_TOKEN`.
+    pub credentials: String,
+}
+
+/// `POST /v1/backups`: take a backup named `name` of this instance's dataset. Idempotent per name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRequest {
+    /// The RedisBackup's name; also the backup's directory in the store.
+    pub name: String,
+    /// The RedisCluster's name and UID: a prefix holding another cluster's backups is refused.
+    pub cluster: String,
+    pub cluster_uid: String,
+    pub store: StoreLocation,
+    /// The backup fails if it has not completed within this many seconds.
+    pub timeout_seconds: u64,
+}
+
+/// Where a backup taken by an instance is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum BackupPhase {
+    /// Snapshotting (`BGSAVE`) or uploading.
+    Running,
+    /// The snapshot and its manifest are stored.
+    Completed,
+    Failed,
+}
+
+/// `GET /v1/backups/{name}` (and the answer to the POST).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupReport {
+    pub name: String,
+    pub phase: BackupPhase,
+    /// What it is doing or did last, e.g. `waiting for BGSAVE`, `uploading`.
+    pub step: String,
+    /// RFC 3339.
+    pub started_at: String,
+    pub stopped_at: Option<String>,
+    /// Bytes uploaded so far.
+    pub uploaded_bytes: u64,
+    /// The manifest, once completed.
+    pub manifest: Option<BackupManifest>,
+    /// Why it failed, for a user.
+    pub error: Option<String>,
+}
+
+/// `manifest.json`, written next to the snapshot after it was stored: its presence marks a complete
+/// backup. Restore and retention read it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupManifest {
+    /// Format of this file; readers refuse versions they do not know.
+    pub version: u32,
+    pub cluster: String,
+    pub cluster_uid: String,
+    pub backup: String,
+    /// Pod the snapshot was taken on, and its role then.
+    pub instance: String,
+    pub role: Role,
+    /// `valkey` or `redis`, and its version.
+    pub engine: String,
+    pub engine_version: String,
+    /// The object holding the snapshot, relative to the backup's directory (`dump.rdb`).
+    pub file: String,
+    /// `rdb`.
+    pub format: String,
+    pub size_bytes: u64,
+    /// `sha256:<hex>` of the snapshot's bytes.
+    pub checksum: String,
+    /// Replication ID and offset when the snapshot was started.
+    pub replication_id: String,
+    pub replication_offset: i64,
+    /// Keys in the dataset when the snapshot was started.
+    pub keys: u64,
+    /// RFC 3339.
+    pub started_at: String,
+    pub stopped_at: String,
+}
+
+/// Version of [`BackupManifest`] this code writes and reads.
+pub const MANIFEST_VERSION: u32 = 1;
+/// Name of the manifest object inside a backup's directory.
+pub const MANIFEST_FILE: &str = "manifest.json";

@@ -71,6 +71,8 @@ fn router(manager: Arc<Manager>) -> Router {
         .route(path::DEMOTE, post(demote))
         .route(path::FENCE, post(fence))
         .route(path::UNFENCE, post(unfence))
+        .route(path::BACKUPS, post(start_backup))
+        .route(&format!("{}/{{name}}", path::BACKUPS), get(backup))
         .with_state(manager)
 }
 
@@ -177,6 +179,41 @@ fn answer(result: Result<wire::ActionResult, ManagerError>) -> Response {
             };
             error(status, failure.reason(), failure.to_string())
         }
+    }
+}
+
+async fn start_backup(
+    State(manager): State<Arc<Manager>>,
+    Extension(caller): Extension<Arc<Caller>>,
+    Json(request): Json<wire::BackupRequest>,
+) -> Response {
+    if let Some(refused) = refusal(&caller) {
+        return refused;
+    }
+    match crate::backup::start(&manager, request).await {
+        Ok(report) => Json(report).into_response(),
+        Err(refused) => {
+            let (status, reason) = match refused {
+                crate::backup::Refusal::Busy(_) => (StatusCode::CONFLICT, "backupRunning"),
+                crate::backup::Refusal::Invalid(_) => (StatusCode::BAD_REQUEST, "invalidBackup"),
+                crate::backup::Refusal::Unfit(_) => (StatusCode::CONFLICT, "instanceUnfit"),
+            };
+            error(status, reason, refused.to_string())
+        }
+    }
+}
+
+async fn backup(
+    State(manager): State<Arc<Manager>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    match manager.backups.get(&name) {
+        Some(report) => Json(report).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "unknownBackup",
+            format!("this instance manager knows no backup {name} (it may have restarted since)"),
+        ),
     }
 }
 

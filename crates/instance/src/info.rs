@@ -45,6 +45,8 @@ pub struct ServerInfo {
     pub loading: bool,
     pub rdb_changes_since_last_save: u64,
     pub rdb_bgsave_in_progress: bool,
+    /// `rdb_saves`: RDB saves started since the server started (counted when the child forks).
+    pub rdb_saves: u64,
     /// Unix time of the last successful save (the start time when there was none).
     pub rdb_last_save_time: i64,
     /// `rdb_last_bgsave_status` is not `err`.
@@ -159,6 +161,7 @@ pub fn parse(text: &str) -> ServerInfo {
         loading: flag(&["loading"]),
         rdb_changes_since_last_save: field.number(&["rdb_changes_since_last_save"], 0),
         rdb_bgsave_in_progress: flag(&["rdb_bgsave_in_progress"]),
+        rdb_saves: field.number(&["rdb_saves"], 0),
         rdb_last_save_time: field.number(&["rdb_last_save_time"], 0),
         rdb_last_bgsave_ok: ok("rdb_last_bgsave_status"),
         aof_enabled: flag(&["aof_enabled"]),

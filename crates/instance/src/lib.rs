@@ -5,6 +5,7 @@
 //! empty-primary and self-fencing guards of DESIGN.md. The supervisor, the HTTP API and the Kubernetes IO
 //! that execute these decisions are the shell around this core and come next.
 
+pub mod backup;
 pub mod config;
 pub mod decide;
 pub mod http;
@@ -12,6 +13,7 @@ pub mod info;
 pub mod lease;
 pub mod manager;
 pub mod metrics;
+pub mod objects;
 pub mod run;
 pub mod server;
 pub mod source;

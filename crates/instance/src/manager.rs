@@ -38,6 +38,8 @@ pub struct Identity {
     pub memory_limit_bytes: Option<u64>,
     /// Certificate files of the server itself (`spec.tls`).
     pub server_tls: Option<config::TlsFiles>,
+    /// Directory of the object-store credentials directories (projected Secrets), one per store.
+    pub object_store_credentials: PathBuf,
 }
 
 impl Identity {
@@ -141,6 +143,8 @@ pub struct Manager {
     pub lease_clock: watch::Sender<LeaseClock>,
     pub started: Instant,
     pub state: Mutex<State>,
+    /// Backups this instance took or is taking.
+    pub backups: crate::backup::Backups,
 }
 
 /// How long a promotion, demotion or fence may take before the API call fails.
@@ -164,6 +168,7 @@ impl Manager {
             lease,
             lease_clock: watch::Sender::new(LeaseClock::new(lease_duration)),
             started: Instant::now(),
+            backups: crate::backup::Backups::default(),
             state: Mutex::new(State {
                 server_info: None,
                 observed: None,

@@ -282,6 +282,8 @@ impl Harness {
             .arg(format!("127.0.0.1:{}", instance.metrics_port))
             .arg("--engine-dir")
             .arg(engine_dir(&self.engine))
+            .arg("--object-store-credentials")
+            .arg(self.dir.join("object-store"))
             .arg("--memory-limit-bytes")
             .arg((256u64 << 20).to_string())
             .env("PATH", "/usr/bin:/bin")

@@ -1,0 +1,303 @@
+//! Backups taken by a real instance manager (`POST /v1/backups`) into a real S3-compatible server
+//! (versitygw, built by `e2e/install-versitygw.sh`, which checks SigV4 signatures): the snapshot and its
+//! manifest land in the bucket, the checksum matches the stored bytes, the RDB loads into a fresh server
+//! with every key, and each bad input (wrong secret, missing bucket, unreachable endpoint, another
+//! cluster's prefix, a second backup while one runs) ends in a clear answer.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cnredis_instance_client::ClientError;
+use cnredis_instance_client::wire::{
+    BackupManifest, BackupPhase, BackupReport, BackupRequest, Role, StoreLocation,
+};
+use support::{Harness, eventually, free_port};
+
+const ACCESS_KEY: &str = "cnredis-test";
+const SECRET_KEY: &str = "cnredis-test-secret";
+const BUCKET: &str = "backups";
+
+/// A versitygw process serving `root` (one directory per bucket) on a free port.
+struct S3 {
+    child: Child,
+    port: u16,
+    root: PathBuf,
+}
+
+impl S3 {
+    async fn start(dir: &Path) -> Self {
+        let binary = std::env::var_os("CNREDIS_VERSITYGW")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var("HOME").expect("HOME"))
+                    .join(".cache/cnredis/versitygw-v1.8.0/bin/versitygw")
+            });
+        assert!(
+            binary.is_file(),
+            "{} is missing: run e2e/install-versitygw.sh (make deps) first",
+            binary.display()
+        );
+        let root = dir.join("s3");
+        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("versitygw.log")).unwrap();
+        let child = Command::new(binary)
+            .args(["--port", &format!("127.0.0.1:{port}")])
+            .args([
+                "--access",
+                ACCESS_KEY,
+                "--secret",
+                SECRET_KEY,
+                "--region",
+                "us-east-1",
+            ])
+            .args(["--health", "/health", "posix"])
+            .arg(&root)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting versitygw");
+        let s3 = Self { child, port, root };
+        eventually("versitygw answers", Duration::from_secs(30), || async {
+            reqwest::get(format!("http://127.0.0.1:{port}/health"))
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        s3
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_credentials(h: &Harness, name: &str, secret: &str) {
+    let dir = h.dir.join("object-store").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ACCESS_KEY_ID"), format!("{ACCESS_KEY}\n")).unwrap();
+    std::fs::write(dir.join("SECRET_ACCESS_KEY"), secret).unwrap();
+}
+
+fn request(s3: &S3, name: &str) -> BackupRequest {
+    BackupRequest {
+        name: name.to_string(),
+        cluster: support::CLUSTER.to_string(),
+        cluster_uid: "uid-of-c".to_string(),
+        store: StoreLocation {
+            bucket: BUCKET.to_string(),
+            prefix: "team/cnredis".to_string(),
+            endpoint_url: Some(s3.endpoint()),
+            region: "us-east-1".to_string(),
+            credentials: "backup".to_string(),
+        },
+        timeout_seconds: 120,
+    }
+}
+
+async fn finished(h: &Harness, pod: &str, name: &str) -> BackupReport {
+    let target = h.instance(pod).target();
+    eventually(
+        &format!("backup {name} finished"),
+        Duration::from_secs(90),
+        || async {
+            let report = h
+                .operator
+                .backup(&target, name)
+                .await
+                .map_err(|e| e.to_string())?;
+            match report.phase {
+                BackupPhase::Running => Err(format!("{report:?}")),
+                _ => Ok(report),
+            }
+        },
+    )
+    .await
+}
+
+fn sha256_of(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Starts a plain server on `rdb` and counts its keys.
+async fn keys_in_rdb(engine: &str, rdb: &Path, dir: &Path) -> u64 {
+    let data = dir.join("restored");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(rdb, data.join("dump.rdb")).unwrap();
+    let port = free_port();
+    let mut server = Command::new(support::engine_dir(engine).join("valkey-server"))
+        .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting valkey-server");
+    let keys = eventually(
+        "the restored server loaded its RDB",
+        Duration::from_secs(30),
+        || async {
+            let client =
+                redis::Client::open(format!("redis://127.0.0.1:{port}")).map_err(|e| e.to_string())?;
+            let mut connection = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| e.to_string())?;
+            redis::cmd("DBSIZE")
+                .query_async::<u64>(&mut connection)
+                .await
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_backs_up_to_s3_and_every_bad_input_gets_a_clear_answer() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let engine = "valkey-8.1";
+    let mut h = Harness::new("backup", engine, 2, "rdb");
+    let s3 = S3::start(&h.dir).await;
+    write_credentials(&h, "backup", SECRET_KEY);
+    write_credentials(&h, "wrong", "not-the-secret");
+    h.set_primary(Some("c-1"), Some("c-1"));
+    h.start("c-1");
+    h.start("c-2");
+    h.wait_ready("c-1").await;
+    h.wait_ready("c-2").await;
+
+    // 20 000 keys of 1 KiB that do not compress: a snapshot of about 20 MiB, several multipart parts.
+    let mut primary = h.redis("c-1", support::PASSWORD).await.unwrap();
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut noise = || {
+        (0..128)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                format!("{:08x}", seed >> 32)
+            })
+            .collect::<String>()
+    };
+    for batch in 0..20 {
+        let mut pipe = redis::pipe();
+        for i in 0..1000 {
+            pipe.set(format!("key:{}", batch * 1000 + i), noise()).ignore();
+        }
+        pipe.query_async::<()>(&mut primary).await.unwrap();
+    }
+    let replica = h.instance("c-2").target();
+    eventually("the replica holds every key", Duration::from_secs(30), || async {
+        let report = h.status("c-2").await?;
+        if report.dataset.keys == 20_000 {
+            Ok(())
+        } else {
+            Err(format!("{} keys", report.dataset.keys))
+        }
+    })
+    .await;
+
+    let started = h
+        .operator
+        .start_backup(&replica, &request(&s3, "b1"))
+        .await
+        .unwrap();
+    assert_eq!(started.phase, BackupPhase::Running);
+    // One backup at a time: another name is refused while b1 runs; b1 again is reported, not restarted.
+    match h.operator.start_backup(&replica, &request(&s3, "b2")).await {
+        Err(ClientError::Api { status: 409, error }) => {
+            assert_eq!(error.reason, "backupRunning");
+            assert!(error.message.contains("b1 is running"), "{}", error.message);
+        }
+        other => panic!("a second backup while b1 runs: {other:?}"),
+    }
+    let again = h
+        .operator
+        .start_backup(&replica, &request(&s3, "b1"))
+        .await
+        .unwrap();
+    assert_eq!(again.started_at, started.started_at);
+
+    let done = finished(&h, "c-2", "b1").await;
+    assert_eq!(done.phase, BackupPhase::Completed, "{done:?}");
+    let manifest = done.manifest.clone().unwrap();
+    assert_eq!((manifest.role, manifest.keys), (Role::Replica, 20_000));
+    assert_eq!(manifest.instance, "c-2");
+    assert_eq!(manifest.engine, "valkey");
+    assert!(manifest.replication_offset > 0);
+    let stored = s3.root.join(BUCKET).join("team/cnredis/c/b1");
+    let rdb = stored.join("dump.rdb");
+    assert_eq!(std::fs::metadata(&rdb).unwrap().len(), manifest.size_bytes);
+    assert!(manifest.size_bytes > 19 << 20, "{} bytes", manifest.size_bytes);
+    assert_eq!(sha256_of(&rdb), manifest.checksum);
+    let in_bucket: BackupManifest =
+        serde_json::from_slice(&std::fs::read(stored.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(in_bucket, manifest);
+    assert_eq!(keys_in_rdb(engine, &rdb, &h.dir).await, 20_000);
+    println!(
+        "b1: {} bytes, {}, {} -> {}",
+        manifest.size_bytes, manifest.checksum, manifest.started_at, manifest.stopped_at
+    );
+
+    // Bad inputs: each fails with the store's own reason, and the next backup can run.
+    let mut wrong_secret = request(&s3, "wrong-secret");
+    wrong_secret.store.credentials = "wrong".to_string();
+    let mut missing_bucket = request(&s3, "missing-bucket");
+    missing_bucket.store.bucket = "no-such-bucket".to_string();
+    let mut unreachable = request(&s3, "unreachable");
+    unreachable.store.endpoint_url = Some(format!("http://127.0.0.1:{}", free_port()));
+    let mut other_cluster = request(&s3, "other-cluster");
+    other_cluster.cluster_uid = "uid-of-another-c".to_string();
+    let mut no_credentials = request(&s3, "no-credentials");
+    no_credentials.store.credentials = "absent".to_string();
+    for (bad, expected) in [
+        (wrong_secret, "SignatureDoesNotMatch"),
+        (missing_bucket, "NoSuchBucket"),
+        (unreachable, "error sending request"),
+        (other_cluster, "holds backups of another cluster named c"),
+        (no_credentials, "cannot read the object store credentials"),
+    ] {
+        let name = bad.name.clone();
+        h.operator.start_backup(&replica, &bad).await.unwrap();
+        let report = finished(&h, "c-2", &name).await;
+        let error = report.error.clone().unwrap_or_default();
+        assert_eq!(report.phase, BackupPhase::Failed, "{name}: {report:?}");
+        assert!(
+            error.contains(expected),
+            "{name}: expected {expected:?} in {error:?}"
+        );
+        println!("{name}: {error}");
+    }
+    assert!(!s3.root.join(BUCKET).join("team/cnredis/c/other-cluster").exists());
+
+    // The primary can be backed up too, and an unknown backup is a 404.
+    h.operator
+        .start_backup(&h.instance("c-1").target(), &request(&s3, "from-primary"))
+        .await
+        .unwrap();
+    let primary_backup = finished(&h, "c-1", "from-primary").await;
+    assert_eq!(primary_backup.phase, BackupPhase::Completed, "{primary_backup:?}");
+    assert_eq!(primary_backup.manifest.unwrap().role, Role::Primary);
+    match h.operator.backup(&replica, "never-asked").await {
+        Err(ClientError::Api { status: 404, error }) => assert_eq!(error.reason, "unknownBackup"),
+        other => panic!("an unknown backup: {other:?}"),
+    }
+}
