@@ -62,7 +62,8 @@ cluster-status:
 	e2e/cluster.sh status
 
 ## e2e: on the local cluster, its smoke test, the instance manager's primary-lease test against its API
-## server, the operator's end-to-end test and the failover chaos suite (e2e/failover/run.sh); the
+## server, the operator's end-to-end test, backups to a real S3 server (e2e/backup/run.sh) and the
+## failover chaos suite (e2e/failover/run.sh); the
 ## cluster is torn down (and checked to leave nothing) either way
 e2e: build deps tools
 	e2e/cluster.sh up
@@ -70,6 +71,7 @@ e2e: build deps tools
 	CNREDIS_E2E_KUBECONFIG=/var/tmp/cnredis-e2e/admin.kubeconfig CNREDIS_BIN=$(RELEASE_BIN) \
 	  cargo test --locked -p cnredis --test lease -- --ignored || status=$$?; \
 	HELM=$(HELM) e2e/controller/run.sh || status=$$?; \
+	e2e/backup/run.sh || status=$$?; \
 	e2e/failover/run.sh || status=$$?; \
 	e2e/cluster.sh down || status=$$?; exit $$status
 

@@ -34,7 +34,14 @@ pub struct RedisBackupSpec {
     /// Instance to take the backup from; absent means the cluster's `spec.backup.target`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<BackupTarget>,
+    /// Seconds the backup may take, from when an instance starts it, before it is failed. Default 3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 86400))]
+    pub timeout_seconds: Option<u32>,
 }
+
+/// `spec.timeoutSeconds` when absent.
+pub const DEFAULT_BACKUP_TIMEOUT_SECONDS: u32 = 3600;
 
 /// Phase of a RedisBackup.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,5 +1,10 @@
-//! Backups: the pure rules of scheduling (`schedule`) and retention (`retention`). The controllers that
-//! act on them, and the instance side that takes a backup, are not built yet.
+//! Backups: the RedisBackup controller (`controller`), which instance takes one (`choose`), retention
+//! applied to the bucket (`cleanup`), and the pure rules of scheduling (`schedule`) and retention
+//! (`retention`).
 
+pub mod choose;
+pub mod cleanup;
+pub mod controller;
 pub mod retention;
 pub mod schedule;
+pub mod scheduler;

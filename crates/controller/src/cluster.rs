@@ -7,7 +7,7 @@ pub mod plan;
 pub mod quantity;
 pub mod reconcile;
 #[cfg(test)]
-mod report_fixture;
+pub(crate) mod report_fixture;
 pub mod resources;
 pub mod status;
 pub mod switchover;

@@ -30,8 +30,24 @@ struct InstanceLabels {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackupLabels {
+    namespace: String,
+    cluster: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackupResultLabels {
+    namespace: String,
+    cluster: String,
+    result: String,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
+    backup_last_success: Family<BackupLabels, Gauge>,
+    backups: Family<BackupResultLabels, Counter>,
+    backup_duration: Histogram,
     registry: Arc<Registry>,
     reconciles: Counter,
     errors: Family<ErrorLabels, Counter>,
@@ -103,7 +119,29 @@ impl Default for Metrics {
             "From the first failing poll of the primary to the promotion of the new primary",
             failover_unavailability.clone(),
         );
+        let backup_last_success = Family::<BackupLabels, Gauge>::default();
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "Unix time the last successful backup of a cluster completed",
+            backup_last_success.clone(),
+        );
+        let backups = Family::<BackupResultLabels, Counter>::default();
+        registry.register(
+            "backups",
+            "Backups ended, by cluster and result (completed, failed)",
+            backups.clone(),
+        );
+        let backup_duration =
+            Histogram::new([1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0]);
+        registry.register(
+            "backup_duration_seconds",
+            "From the start of a backup on its instance to its end",
+            backup_duration.clone(),
+        );
         Self {
+            backup_last_success,
+            backups,
+            backup_duration,
             registry: Arc::new(registry),
             failovers,
             failovers_completed,
@@ -173,6 +211,31 @@ impl Metrics {
                 state: state.to_string(),
             };
             self.instances.get_or_create(&labels).set(count);
+        }
+    }
+
+    /// A backup of `cluster` ended after `took`; `completed_at` (Unix seconds) when it succeeded.
+    pub fn backup_ended(&self, namespace: &str, cluster: &str, took: Duration, completed_at: Option<i64>) {
+        let result = if completed_at.is_some() {
+            "completed"
+        } else {
+            "failed"
+        };
+        self.backups
+            .get_or_create(&BackupResultLabels {
+                namespace: namespace.to_string(),
+                cluster: cluster.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+        self.backup_duration.observe(took.as_secs_f64());
+        if let Some(at) = completed_at {
+            self.backup_last_success
+                .get_or_create(&BackupLabels {
+                    namespace: namespace.to_string(),
+                    cluster: cluster.to_string(),
+                })
+                .set(at);
         }
     }
 

@@ -1,5 +1,5 @@
 //! `cnredis controller`: health and metrics, leader election, the operator's credentials, and the
-//! RedisCluster controller over every watched namespace.
+//! RedisCluster and RedisBackup controllers over every watched namespace.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use cnredis_api::RedisCluster;
+use cnredis_api::{RedisBackup, RedisCluster, RedisScheduledBackup};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use kube::runtime::controller::{Action, Controller};
@@ -54,6 +54,24 @@ fn error_policy(cluster: Arc<RedisCluster>, error: &ReconcileError, ctx: Arc<Con
     Action::requeue(Duration::from_secs(5))
 }
 
+fn schedule_error_policy(
+    scheduled: Arc<RedisScheduledBackup>,
+    error: &crate::backup::scheduler::ScheduleError,
+    _ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(schedule = %scheduled.name_any(), namespace = ?scheduled.namespace(), %error, "scheduled backup reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+fn backup_error_policy(
+    backup: Arc<RedisBackup>,
+    error: &crate::backup::controller::BackupError,
+    _ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(backup = %backup.name_any(), namespace = ?backup.namespace(), %error, "backup reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
 pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<()> {
     let metrics = Metrics::default();
     let leading = Arc::new(AtomicBool::new(false));
@@ -96,6 +114,7 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
         options.watch_namespaces.iter().cloned().map(Some).collect()
     };
     tracing::info!(?namespaces, image = %options.operator_image, "controller starting");
+    let namespaces_for_backups = namespaces.clone();
     let controllers = namespaces.into_iter().map(|namespace| {
         let scoped = |client: Client| -> Scoped {
             match &namespace {
@@ -142,7 +161,45 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
                 }
             })
     });
-    futures::future::join_all(controllers).await;
+    let backup_controllers = namespaces_for_backups.into_iter().map(|namespace| {
+        let (backups, schedules): (Api<RedisBackup>, Api<RedisScheduledBackup>) = match &namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        let backups = Controller::new(backups, watcher::Config::default())
+            .shutdown_on_signal()
+            .run(
+                crate::backup::controller::reconcile,
+                backup_error_policy,
+                ctx.clone(),
+            )
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "backup reconcile");
+                }
+            });
+        let schedules = Controller::new(schedules, watcher::Config::default())
+            .shutdown_on_signal()
+            .run(
+                crate::backup::scheduler::reconcile,
+                schedule_error_policy,
+                ctx.clone(),
+            )
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "scheduled backup reconcile");
+                }
+            });
+        futures::future::join(backups, schedules)
+    });
+    futures::future::join(
+        futures::future::join_all(controllers),
+        futures::future::join_all(backup_controllers),
+    )
+    .await;
     if options.leader_elect {
         crate::leader::release(client, &options.namespace, &options.pod_name).await;
     }

@@ -20,7 +20,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::info::{self, ServerInfo};
 use crate::manager::Manager;
-use crate::objects::{self, SNAPSHOT_FILE};
+use cnredis_instance_client::objects::{self, SNAPSHOT_FILE};
 
 /// Size of one multipart part (S3 needs at least 5 MiB for all but the last).
 const PART_SIZE: usize = 8 * 1024 * 1024;

@@ -13,7 +13,6 @@ pub mod info;
 pub mod lease;
 pub mod manager;
 pub mod metrics;
-pub mod objects;
 pub mod run;
 pub mod server;
 pub mod source;

@@ -140,6 +140,24 @@ impl ClusterBuilder {
         self.spec(|s| s.stop_delay_seconds = seconds)
     }
 
+    /// `spec.backup` to `s3://backups/team` with keys `id`/`key` of Secret `s3`.
+    pub fn backup(self) -> Self {
+        self.spec(|spec| {
+            spec.backup = Some(
+                serde_json::from_value(serde_json::json!({
+                    "objectStore": {
+                        "destinationPath": "s3://backups/team",
+                        "s3Credentials": {
+                            "accessKeyId": {"name": "s3", "key": "id"},
+                            "secretAccessKey": {"name": "s3", "key": "key"},
+                        },
+                    },
+                }))
+                .unwrap(),
+            )
+        })
+    }
+
     pub fn log_level(self, level: LogLevel) -> Self {
         self.spec(|s| s.log_level = level)
     }

@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::volumes::BACKUP_CREDENTIALS_DIR;
 use super::*;
 use crate::cluster::resources::fixture::{ClusterBuilder, cluster};
 
@@ -296,6 +297,44 @@ fn secrets_reach_the_pod_only_as_volumes() {
     assert_eq!(
         env_value(&pod, "CNREDIS_PASSWORD_FILE").as_deref(),
         Some("/etc/cnredis/auth/password")
+    );
+}
+
+#[test]
+fn backup_credentials_are_optional_projected_files_where_the_instance_manager_reads_them() {
+    assert_eq!(
+        BACKUP_CREDENTIALS_DIR,
+        format!(
+            "{}/{}",
+            cnredis_api::names::OBJECT_STORE_CREDENTIALS_DIR,
+            cnredis_api::names::BACKUP_CREDENTIALS
+        )
+    );
+    assert!(volume(&instance_pod(cluster("c")), "object-store-backup").is_none());
+    let pod = instance_pod(cluster("c").backup());
+    let projected = volume(&pod, "object-store-backup")
+        .unwrap()
+        .projected
+        .clone()
+        .unwrap();
+    let files: Vec<(String, String, String, Option<bool>)> = projected
+        .sources
+        .unwrap()
+        .into_iter()
+        .map(|source| {
+            let secret = source.secret.unwrap();
+            let item = secret.items.unwrap().remove(0);
+            (secret.name, item.key, item.path, secret.optional)
+        })
+        .collect();
+    let file = |key: &str, path: &str| ("s3".to_string(), key.to_string(), path.to_string(), Some(true));
+    assert_eq!(
+        files,
+        [file("id", "ACCESS_KEY_ID"), file("key", "SECRET_ACCESS_KEY")]
+    );
+    assert_eq!(
+        mount_path(&pod, "object-store-backup").as_deref(),
+        Some(BACKUP_CREDENTIALS_DIR)
     );
 }
 

@@ -4,10 +4,11 @@
 //! and no credential is visible in the pod spec or `/proc/*/environ`.
 
 use cnredis_api::RedisCluster;
+use cnredis_api::common::S3Credentials;
 use cnredis_api::names::instance_api_secret;
 use k8s_openapi::api::core::v1::{
-    EmptyDirVolumeSource, KeyToPath, PersistentVolumeClaimVolumeSource, SecretVolumeSource, Volume,
-    VolumeMount,
+    EmptyDirVolumeSource, KeyToPath, PersistentVolumeClaimVolumeSource, ProjectedVolumeSource,
+    SecretKeySelector, SecretProjection, SecretVolumeSource, Volume, VolumeMount, VolumeProjection,
 };
 
 use crate::cluster::resources::meta::cluster_name;
@@ -21,6 +22,8 @@ pub const RUN_DIR: &str = "/controller/run";
 pub const AUTH_DIR: &str = "/etc/cnredis/auth";
 pub const INSTANCE_API_TLS_DIR: &str = "/etc/cnredis/instance-api";
 pub const SERVER_TLS_DIR: &str = "/etc/cnredis/tls";
+/// `spec.backup.objectStore`'s credentials: `names::OBJECT_STORE_CREDENTIALS_DIR`/`names::BACKUP_CREDENTIALS`.
+pub const BACKUP_CREDENTIALS_DIR: &str = "/etc/cnredis/object-store/backup";
 
 /// Owner and group may read, nobody else: the files hold a password or a private key, and the pod's
 /// fsGroup makes the group the server's.
@@ -84,7 +87,46 @@ pub fn pod_volumes(cluster: &RedisCluster, pod_name: &str) -> Vec<PodVolume> {
             SERVER_TLS_DIR,
         ));
     }
+    if let Some(backup) = &cluster.spec.backup {
+        volumes.push(read_only(
+            object_store_credentials("object-store-backup", &backup.object_store.s3_credentials),
+            BACKUP_CREDENTIALS_DIR,
+        ));
+    }
     volumes
+}
+
+/// The keys of an object store's credentials as the files the instance manager reads. Optional: a
+/// missing Secret or key must not keep the pod from starting (the database matters more than its
+/// backups); a backup then fails with the missing file's name.
+fn object_store_credentials(name: &str, credentials: &S3Credentials) -> Volume {
+    let project = |selector: &SecretKeySelector, file: &str| VolumeProjection {
+        secret: Some(SecretProjection {
+            name: selector.name.clone(),
+            items: Some(vec![KeyToPath {
+                key: selector.key.clone(),
+                path: file.to_string(),
+                mode: None,
+            }]),
+            optional: Some(true),
+        }),
+        ..VolumeProjection::default()
+    };
+    let mut sources = vec![
+        project(&credentials.access_key_id, "ACCESS_KEY_ID"),
+        project(&credentials.secret_access_key, "SECRET_ACCESS_KEY"),
+    ];
+    if let Some(token) = &credentials.session_token {
+        sources.push(project(token, "SESSION_TOKEN"));
+    }
+    Volume {
+        name: name.to_string(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(sources),
+            default_mode: Some(SECRET_MODE),
+        }),
+        ..Volume::default()
+    }
 }
 
 fn writable(volume: Volume, mount_path: &'static str) -> PodVolume {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cnredis_instance_client::wire::{MANIFEST_FILE, StoreLocation};
+use crate::wire::{MANIFEST_FILE, StoreLocation};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
@@ -30,6 +30,14 @@ pub enum StoreError {
     Config(String),
 }
 
+/// Static S3 credentials.
+#[derive(Clone)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
 /// Opens the bucket of `location` with the credentials in `credentials_root/<location.credentials>/`.
 pub fn open(credentials_root: &Path, location: &StoreLocation) -> Result<Arc<dyn ObjectStore>, StoreError> {
     let name = &location.credentials;
@@ -46,11 +54,27 @@ pub fn open(credentials_root: &Path, location: &StoreLocation) -> Result<Arc<dyn
                 error,
             })
     };
+    let credentials = Credentials {
+        access_key_id: read(ACCESS_KEY_ID)?,
+        secret_access_key: read(SECRET_ACCESS_KEY)?,
+        session_token: match dir.join(SESSION_TOKEN).exists() {
+            true => Some(read(SESSION_TOKEN)?),
+            false => None,
+        },
+    };
+    open_with(location, credentials)
+}
+
+/// Opens the bucket of `location` with `credentials` (the operator, which reads them from the Secret).
+pub fn open_with(
+    location: &StoreLocation,
+    credentials: Credentials,
+) -> Result<Arc<dyn ObjectStore>, StoreError> {
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(&location.bucket)
         .with_region(&location.region)
-        .with_access_key_id(read(ACCESS_KEY_ID)?)
-        .with_secret_access_key(read(SECRET_ACCESS_KEY)?)
+        .with_access_key_id(credentials.access_key_id)
+        .with_secret_access_key(credentials.secret_access_key)
         // A store that does not answer fails the backup in seconds, with its error, not after minutes.
         .with_retry(RetryConfig {
             max_retries: 3,
@@ -63,8 +87,8 @@ pub fn open(credentials_root: &Path, location: &StoreLocation) -> Result<Arc<dyn
                 .with_timeout(Duration::from_secs(120))
                 .with_allow_http(true),
         );
-    if dir.join(SESSION_TOKEN).exists() {
-        builder = builder.with_token(read(SESSION_TOKEN)?);
+    if let Some(token) = credentials.session_token {
+        builder = builder.with_token(token);
     }
     if let Some(endpoint) = &location.endpoint_url {
         builder = builder.with_endpoint(endpoint.trim_end_matches('/'));

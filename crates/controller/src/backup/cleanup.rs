@@ -1,0 +1,171 @@
+//! Retention (`spec.backup.retentionPolicy`) applied to the bucket, which is the catalog: every backup
+//! directory under `<prefix>/<cluster>/` is a completed backup when it holds a manifest, else a running
+//! or failed one. The obsolete ones ([`super::retention::obsolete`]) lose their artifacts first, then
+//! their RedisBackup objects. The operator reads the store's credentials from the cluster's Secret. It
+//! runs after every completed backup of the cluster.
+
+use std::collections::BTreeMap;
+
+use cnredis_api::RedisCluster;
+use cnredis_api::backup::{BackupPhase, RedisBackup};
+use cnredis_api::common::S3Credentials;
+use cnredis_instance_client::objects::{self, Credentials};
+use cnredis_instance_client::wire::{BackupManifest, MANIFEST_FILE};
+use futures::TryStreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Secret, SecretKeySelector};
+use kube::api::DeleteParams;
+use kube::{Api, ResourceExt};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use super::controller::store_location;
+use super::retention::{Artifact, State, Window, obsolete};
+use crate::context::Context;
+
+/// Applies the retention policy of `cluster`; the names of the backups removed.
+pub async fn apply_retention(ctx: &Context, cluster: &RedisCluster) -> Result<Vec<String>, String> {
+    let Some(config) = &cluster.spec.backup else {
+        return Ok(Vec::new());
+    };
+    let Some(policy) = &config.retention_policy else {
+        return Ok(Vec::new());
+    };
+    let window = Window::parse(policy)?;
+    let namespace = cluster.namespace().unwrap_or_default();
+    let location = store_location(&config.object_store)?;
+    let credentials = read_credentials(ctx, &namespace, &config.object_store.s3_credentials).await?;
+    let store = objects::open_with(&location, credentials).map_err(|e| e.to_string())?;
+    let dir = objects::cluster_dir(&location, &cluster.name_any());
+
+    let backups: Api<RedisBackup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let objects_ = backups
+        .list(&Default::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let running: Vec<String> = objects_
+        .items
+        .iter()
+        .filter(|b| b.spec.cluster.name == cluster.name_any())
+        .filter(|b| {
+            !matches!(
+                b.status.as_ref().and_then(|s| s.phase),
+                Some(BackupPhase::Completed | BackupPhase::Failed)
+            )
+        })
+        .map(|b| b.name_any())
+        .collect();
+
+    let listed: Vec<object_store::ObjectMeta> = store.list(Some(&dir)).try_collect().await.map_err(|e| {
+        format!(
+            "listing {}/: {}",
+            objects::url(&location, &dir),
+            objects::describe(&e)
+        )
+    })?;
+    let mut by_backup: BTreeMap<String, Vec<object_store::ObjectMeta>> = BTreeMap::new();
+    for object in listed {
+        let Some(name) = object
+            .location
+            .prefix_match(&dir)
+            .and_then(|mut parts| parts.next())
+        else {
+            continue;
+        };
+        by_backup
+            .entry(name.as_ref().to_string())
+            .or_default()
+            .push(object);
+    }
+    let mut artifacts = Vec::new();
+    for (name, objects_of) in &by_backup {
+        let manifest = objects_of
+            .iter()
+            .find(|o| o.location.filename() == Some(MANIFEST_FILE))
+            .map(|o| o.location.clone());
+        let state = match manifest {
+            Some(path) => match read_manifest(store.as_ref(), &path).await {
+                Some(at) => State::Completed { at },
+                None => continue, // unreadable: never removed by a guess
+            },
+            None if running.contains(name) => State::Running,
+            None => State::Failed {
+                started: objects_of
+                    .iter()
+                    .map(|o| {
+                        Timestamp::from_second(o.last_modified.timestamp()).unwrap_or(Timestamp::UNIX_EPOCH)
+                    })
+                    .min()
+                    .unwrap_or(Timestamp::UNIX_EPOCH),
+            },
+        };
+        artifacts.push(Artifact {
+            name: name.clone(),
+            state,
+        });
+    }
+    let gone = obsolete(&artifacts, window, Timestamp::now());
+    for name in &gone {
+        for object in by_backup.get(name).into_iter().flatten() {
+            store.delete(&object.location).await.map_err(|e| {
+                format!(
+                    "deleting {}: {}",
+                    objects::url(&location, &object.location),
+                    objects::describe(&e)
+                )
+            })?;
+        }
+        // Its RedisBackup, when it points at these artifacts, goes with them.
+        let suffix = format!("/{}/{name}/", cluster.name_any());
+        if let Some(object) = objects_.items.iter().find(|b| {
+            b.name_any() == *name
+                && b.spec.cluster.name == cluster.name_any()
+                && b.status
+                    .as_ref()
+                    .and_then(|s| s.destination_path.as_deref())
+                    .is_some_and(|p| p.ends_with(&suffix))
+        }) {
+            let _ = backups.delete(&object.name_any(), &DeleteParams::default()).await;
+        }
+    }
+    Ok(gone)
+}
+
+async fn read_manifest(store: &dyn ObjectStore, path: &ObjectPath) -> Option<Timestamp> {
+    let bytes = store.get(path).await.ok()?.bytes().await.ok()?;
+    let manifest: BackupManifest = serde_json::from_slice(&bytes).ok()?;
+    manifest.stopped_at.parse().ok()
+}
+
+async fn read_credentials(
+    ctx: &Context,
+    namespace: &str,
+    credentials: &S3Credentials,
+) -> Result<Credentials, String> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let read = |selector: SecretKeySelector| {
+        let secrets = secrets.clone();
+        async move {
+            let secret = secrets
+                .get_opt(&selector.name)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("Secret {} does not exist", selector.name))?;
+            let value = secret
+                .data
+                .and_then(|data| data.get(&selector.key).cloned())
+                .ok_or_else(|| format!("Secret {} has no key {}", selector.name, selector.key))?;
+            String::from_utf8(value.0)
+                .map(|text| text.trim().to_string())
+                .map_err(|_| format!("Secret {} key {} is not text", selector.name, selector.key))
+        }
+    };
+    Ok(Credentials {
+        access_key_id: read(credentials.access_key_id.clone()).await?,
+        secret_access_key: read(credentials.secret_access_key.clone()).await?,
+        session_token: match &credentials.session_token {
+            Some(selector) => Some(read(selector.clone()).await?),
+            None => None,
+        },
+    })
+}

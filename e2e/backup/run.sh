@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# End-to-end test of backups on the local cluster (run by `make e2e` between cluster-up and cluster-down,
+# after the operator is installed by e2e/controller/run.sh): a real S3-compatible server (versitygw,
+# e2e/s3.sh) on the host, reached by the pods on the bridge address. Checks what a user sees:
+#   - a RedisBackup taken under a SET + WAIT 1 writer completes on a replica, its checksum is the sha256 of
+#     the object in the bucket, its manifest promises the keys;
+#   - an operator restarted during a backup finds it again (one BackupStarted, Completed);
+#   - a wrong secret key (rotated in the Secret, picked up without a restart), a missing bucket, an
+#     unreachable endpoint, an unknown cluster and a cluster with no healthy instance each fail with
+#     their reason in status.error and a Warning event; the rotated-back key works again;
+#   - deleting a RedisBackup leaves its artifacts in the bucket.
+# Prints "N passed, N failed".
+set -uo pipefail
+E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$E2E/.." && pwd)
+DIR=${CNREDIS_E2E_DIR:-/var/tmp/cnredis-e2e}
+export KUBECONFIG=$DIR/admin.kubeconfig
+KUBECTL=${KUBECTL:-$(ls -d "${CNREDIS_CACHE:-$HOME/.cache/cnredis}"/kube-v1.35.*/bin/kubectl | sort -V | tail -1)}
+NS=e2e-backup
+C=bk
+
+k() { "$KUBECTL" -n "$NS" "$@"; }
+
+# shellcheck source=e2e/lib.sh
+source "$E2E/lib.sh"
+
+# The S3 server: its own data directory, purged on exit.
+export S3_ROOT=$DIR/s3 S3_STATE_DIR=$DIR/s3-state
+"$E2E/s3.sh" up || { echo "FAIL: the S3 server did not start"; exit 1; }
+trap '"$E2E/s3.sh" down --purge >/dev/null 2>&1' EXIT
+eval "$(S3_ADVERTISE=10.245.0.1 "$E2E/s3.sh" env)"
+BUCKET_DIR=$S3_ROOT/$S3_BUCKET
+
+client() { app_client "$NS" "$C" "$1" "$2"; }
+phase() { k get rbak "$1" -o jsonpath='{.status.phase}'; }
+# ended NAME: the RedisBackup completed or failed.
+ended() {
+  local p; p=$(phase "$1")
+  [[ $p == completed || $p == failed ]] || { echo "phase=${p:-none} $(k get rbak "$1" -o jsonpath='{.status.conditions[0].message}')"; return 1; }
+}
+# backup NAME [TIMEOUT_SECONDS]: creates a RedisBackup of the cluster.
+backup() {
+  k apply -f - >/dev/null <<EOF
+apiVersion: redis.cnredis.io/v1
+kind: RedisBackup
+metadata: {name: $1}
+spec:
+  cluster: {name: ${3:-$C}}
+  ${2:+timeoutSeconds: $2}
+EOF
+}
+# expect_failure NAME TEXT: the RedisBackup ends Failed with TEXT in status.error and a BackupFailed event.
+expect_failure() {
+  wait_until "$1 ended" 120 ended "$1" || return
+  local error event
+  error=$(k get rbak "$1" -o jsonpath='{.status.error}')
+  if [[ $(phase "$1") == failed && $error == *"$2"* ]]; then ok "$1 failed: $error"; else fail "$1: phase $(phase "$1"), error: $error"; fi
+  event=$(k get events --field-selector "involvedObject.name=$1,reason=BackupFailed" -o name | wc -l)
+  ((event == 1)) && ok "$1: one Warning BackupFailed event" || fail "$1: $event BackupFailed events"
+}
+
+echo "== a cluster that backs up to s3://$S3_BUCKET/e2e on $S3_ENDPOINT"
+"$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+k create secret generic s3 --from-literal=id="$S3_ACCESS_KEY" --from-literal=key="$S3_SECRET_KEY" \
+  --dry-run=client -o yaml | k apply -f - >/dev/null
+apply_cluster "$NS" "$C" rdb "backup: {objectStore: {destinationPath: s3://$S3_BUCKET/e2e, endpointURL: '$S3_ENDPOINT', s3Credentials: {accessKeyId: {name: s3, key: id}, secretAccessKey: {name: s3, key: key}}}}"
+ready() {
+  local status; status=$(k get rcl "$C" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.readyInstances}')
+  [[ $status == "True 3" ]] || { echo "Ready/readyInstances: $status"; return 1; }
+}
+wait_until "cluster $C Ready with 3 instances" 240 ready
+client seed "for i in \$(seq 1 5000); do echo \"SET seed:\$i value-\$i\"; done | valkey-cli -h \$(cat /app/host) --pipe | tail -1" \
+  && ok "5000 keys written" || fail "seeding the cluster"
+
+echo "== a backup under a SET + WAIT 1 writer"
+client writer-backup "host=\$(cat /app/host); n=0; acked=0
+  while :; do
+    n=\$((n + 1))
+    out=\$(printf 'SET w:%s %s\nWAIT 1 2000\nGET e2e:stop\n' \$n \$n | valkey-cli -h \$host 2>&1 | tr '\n' ' ')
+    set -- \$out
+    [ \"\$1\" = OK ] && [ \"\${2:-0}\" -ge 1 ] 2>/dev/null && acked=\$((acked + 1))
+    [ \"\${3:-}\" = 1 ] && break
+    [ \$n -ge 20000 ] && break
+  done
+  echo acknowledged=\$acked" >/tmp/e2e-backup-writer.log 2>&1 &
+writer=$!
+writer_running() { [[ $(k get pod writer-backup -o jsonpath='{.status.phase}' 2>/dev/null) == Running ]]; }
+wait_until "writer running" 60 writer_running
+backup first
+if wait_until "first ended" 120 ended first; then
+  [[ $(phase first) == completed ]] && ok "first Completed" || fail "first: $(k get rbak first -o jsonpath='{.status.phase}: {.status.error}')"
+  read -r instance checksum size path engine <<<"$(k get rbak first -o jsonpath='{.status.instance} {.status.checksum} {.status.sizeBytes} {.status.destinationPath} {.status.engineVersion}')"
+  role=$(k get pod "$instance" -o jsonpath='{.metadata.labels.cnredis\.io/role}')
+  [[ $role == replica ]] && ok "taken on a replica ($instance)" || fail "taken on $instance, role $role"
+  [[ $path == "s3://$S3_BUCKET/e2e/$C/first/" ]] && ok "destinationPath $path" || fail "destinationPath $path"
+  stored=$BUCKET_DIR/e2e/$C/first
+  actual="sha256:$(sha256sum "$stored/dump.rdb" 2>/dev/null | cut -d' ' -f1)"
+  [[ $actual == "$checksum" ]] && ok "status.checksum is the sha256 of the object in the bucket ($checksum)" \
+    || fail "checksum $checksum, object $actual"
+  [[ $(stat -c %s "$stored/dump.rdb" 2>/dev/null) == "$size" ]] && ok "status.sizeBytes $size is the object's size" || fail "size $size"
+  keys=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["keys"])' "$stored/manifest.json" 2>&1)
+  ((keys >= 5000)) 2>/dev/null && ok "the manifest promises $keys keys ($engine)" || fail "manifest keys: $keys"
+  events=$(k get events --field-selector "involvedObject.name=first" -o jsonpath='{range .items[*]}{.reason} {end}')
+  [[ $events == *BackupStarted*BackupCompleted* || $events == *BackupCompleted*BackupStarted* ]] && ok "events: $events" || fail "events: $events"
+fi
+client stopper "valkey-cli -h \$(cat /app/host) set e2e:stop 1" >/dev/null || fail "could not stop the writer"
+if wait "$writer"; then ok "the writer kept writing during the backup: $(tail -1 /tmp/e2e-backup-writer.log)"; else fail "writer: $(tail -3 /tmp/e2e-backup-writer.log)"; fi
+
+echo "== the operator restarted during a backup"
+backup during-restart
+"$KUBECTL" -n cnredis-system delete pod -l app.kubernetes.io/name=cnredis --wait=false >/dev/null
+if wait_until "during-restart ended" 180 ended during-restart; then
+  [[ $(phase during-restart) == completed ]] && ok "during-restart Completed" || fail "during-restart: $(k get rbak during-restart -o jsonpath='{.status.error}')"
+  started=$(k get events --field-selector "involvedObject.name=during-restart,reason=BackupStarted" -o jsonpath='{range .items[*]}{.count}{end}')
+  [[ $started == 1 || -z $started ]] && ok "started once" || fail "BackupStarted count: $started"
+fi
+
+echo "== bad inputs"
+backup no-cluster "" nope
+expect_failure no-cluster "RedisCluster nope does not exist"
+
+# A wrong secret key, as a rotation to a bad value: the pods read it without a restart.
+k create secret generic s3 --from-literal=id="$S3_ACCESS_KEY" --from-literal=key=wrong-secret \
+  --dry-run=client -o yaml | k apply -f - >/dev/null
+# secret_in POD: the secret key the pod's instance manager reads (the local kubelet's volume files).
+secret_in() {
+  local uid; uid=$(k get pod "$1" -o jsonpath='{.metadata.uid}')
+  cat "$DIR"/nodes/*/pods/"$uid"/volumes/object-store-backup/SECRET_ACCESS_KEY 2>&1
+}
+# every_pod_reads KEY: every instance pod's credentials file holds KEY.
+every_pod_reads() {
+  local pod
+  for pod in $(k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{.items[*].metadata.name}'); do
+    [[ $(secret_in "$pod") == "$1" ]] || { echo "$pod reads $(secret_in "$pod")"; return 1; }
+  done
+}
+restarts_before=$(k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.metadata.uid} {end}')
+wait_until "the rotated key reached every pod" 90 every_pod_reads wrong-secret
+backup wrong-secret
+expect_failure wrong-secret SignatureDoesNotMatch
+k create secret generic s3 --from-literal=id="$S3_ACCESS_KEY" --from-literal=key="$S3_SECRET_KEY" \
+  --dry-run=client -o yaml | k apply -f - >/dev/null
+wait_until "the right key is back in every pod" 90 every_pod_reads "$S3_SECRET_KEY"
+
+k patch rcl "$C" --type merge -p '{"spec":{"backup":{"objectStore":{"destinationPath":"s3://no-such-bucket/e2e"}}}}' >/dev/null
+backup missing-bucket
+expect_failure missing-bucket NoSuchBucket
+k patch rcl "$C" --type merge -p "{\"spec\":{\"backup\":{\"objectStore\":{\"destinationPath\":\"s3://$S3_BUCKET/e2e\",\"endpointURL\":\"http://10.245.0.1:7079\"}}}}" >/dev/null
+backup unreachable
+expect_failure unreachable "Connection refused"
+k patch rcl "$C" --type merge -p "{\"spec\":{\"backup\":{\"objectStore\":{\"endpointURL\":\"$S3_ENDPOINT\"}}}}" >/dev/null
+
+k annotate rcl "$C" 'cnredis.io/fencedInstances=["*"]' --overwrite >/dev/null
+all_fenced() { [[ $(k get pods -l "cnredis.io/cluster=$C,cnredis.io/role=primary" -o name) == "" ]]; }
+wait_until "every instance fenced" 60 all_fenced
+backup nothing-healthy 10
+expect_failure nothing-healthy "no healthy replica or primary to back up"
+k annotate rcl "$C" 'cnredis.io/fencedInstances-' >/dev/null
+wait_until "cluster $C Ready again" 120 ready
+
+echo "== after the bad inputs, with the key rotated back, without a restart"
+backup second
+wait_until "second ended" 120 ended second && [[ $(phase second) == completed ]] && ok "second Completed" \
+  || fail "second: $(k get rbak second -o jsonpath='{.status.phase}: {.status.error}')"
+restarts_after=$(k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.metadata.uid} {end}')
+[[ $restarts_after == "$restarts_before" ]] && ok "no pod was recreated for the rotations" || fail "pods changed: $restarts_before -> $restarts_after"
+
+echo "== deleting a RedisBackup leaves its artifacts"
+k delete rbak first --wait=true >/dev/null
+[[ -s $BUCKET_DIR/e2e/$C/first/dump.rdb && -s $BUCKET_DIR/e2e/$C/first/manifest.json ]] \
+  && ok "s3://$S3_BUCKET/e2e/$C/first/ is still there" || fail "artifacts of first gone: $(ls "$BUCKET_DIR/e2e/$C" 2>&1)"
+
+k get rbak 2>&1 | sed 's/^/  /'
+k delete rcl "$C" --wait=true >/dev/null
+echo
+echo "$passed passed, $failed failed"
+if ((failed > 0)); then
+  echo "--- operator log (tail)"
+  "$KUBECTL" -n cnredis-system logs deploy/cnredis --tail=60 2>&1
+  echo "--- backups"
+  k get rbak -o yaml 2>&1 | grep -E 'name:|phase|error|message' | head -60
+fi
+((failed == 0))
