@@ -8,7 +8,10 @@
 #   - a wrong secret key (rotated in the Secret, picked up without a restart), a missing bucket, an
 #     unreachable endpoint, an unknown cluster and a cluster with no healthy instance each fail with
 #     their reason in status.error and a Warning event; the rotated-back key works again;
-#   - deleting a RedisBackup leaves its artifacts in the bucket.
+#   - deleting a RedisBackup leaves its artifacts in the bucket;
+#   - a schedule every 5 s creates RedisBackups named after their slots, the 30d retention policy removes
+#     an old backup's artifacts and keeps the last one before the window, suspend stops it, and its
+#     backups go with it (backupOwnerReference: self).
 # Prints "N passed, N failed".
 set -uo pipefail
 E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -107,13 +110,27 @@ client stopper "valkey-cli -h \$(cat /app/host) set e2e:stop 1" >/dev/null || fa
 if wait "$writer"; then ok "the writer kept writing during the backup: $(tail -1 /tmp/e2e-backup-writer.log)"; else fail "writer: $(tail -3 /tmp/e2e-backup-writer.log)"; fi
 
 echo "== the operator restarted during a backup"
+# rdb-key-save-delay (µs per key) makes the snapshot of 5000+ keys last over 5 s on every instance, so the
+# operator is replaced while its backup runs.
+save_delay() {
+  client "delay-$RANDOM" "for ip in $(k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{.items[*].status.podIP}'); do valkey-cli -h \$ip config set rdb-key-save-delay $1 || exit 1; done" >/dev/null
+}
+save_delay 1000 && ok "snapshots slowed down" || fail "CONFIG SET rdb-key-save-delay"
 backup during-restart
-"$KUBECTL" -n cnredis-system delete pod -l app.kubernetes.io/name=cnredis --wait=false >/dev/null
+is_running() { [[ $(phase during-restart) == running ]] || { echo "phase: $(phase during-restart)"; return 1; }; }
+wait_until "during-restart running" 30 is_running
+operator_before=$("$KUBECTL" -n cnredis-system get pods -l app.kubernetes.io/name=cnredis -o name)
+"$KUBECTL" -n cnredis-system delete pod -l app.kubernetes.io/name=cnredis --wait=true >/dev/null
+[[ $(phase during-restart) == running ]] && ok "still running after the operator $operator_before is gone" \
+  || fail "during-restart is $(phase during-restart) once the operator is gone"
 if wait_until "during-restart ended" 180 ended during-restart; then
   [[ $(phase during-restart) == completed ]] && ok "during-restart Completed" || fail "during-restart: $(k get rbak during-restart -o jsonpath='{.status.error}')"
   started=$(k get events --field-selector "involvedObject.name=during-restart,reason=BackupStarted" -o jsonpath='{range .items[*]}{.count}{end}')
   [[ $started == 1 || -z $started ]] && ok "started once" || fail "BackupStarted count: $started"
+  took=$(k get rbak during-restart -o jsonpath='{.status.startedAt} -> {.status.stoppedAt}')
+  echo "timing: during-restart $took"
 fi
+save_delay 0 || fail "resetting rdb-key-save-delay"
 
 echo "== bad inputs"
 backup no-cluster "" nope
@@ -169,6 +186,62 @@ echo "== deleting a RedisBackup leaves its artifacts"
 k delete rbak first --wait=true >/dev/null
 [[ -s $BUCKET_DIR/e2e/$C/first/dump.rdb && -s $BUCKET_DIR/e2e/$C/first/manifest.json ]] \
   && ok "s3://$S3_BUCKET/e2e/$C/first/ is still there" || fail "artifacts of first gone: $(ls "$BUCKET_DIR/e2e/$C" 2>&1)"
+
+echo "== a schedule every 5 seconds, with a 30d retention policy"
+# Two backups that look 40 and 35 days old, put in the bucket through S3: retention removes the older
+# and keeps the newer, the last one completed before the 30-day window opened (what a restore to a
+# point inside the window would need).
+old_backup() {
+  python3 - "$1" "$2" <<'PY'
+import json, os, sys, datetime, boto3
+from botocore.config import Config
+name, days = sys.argv[1], int(sys.argv[2])
+at = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+s3 = boto3.client("s3", endpoint_url=os.environ["S3_LOCAL"], aws_access_key_id=os.environ["S3_ACCESS_KEY"],
+                  aws_secret_access_key=os.environ["S3_SECRET_KEY"], region_name="us-east-1",
+                  config=Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_required"))
+key = f"e2e/bk/{name}/"
+s3.put_object(Bucket=os.environ["S3_BUCKET"], Key=key + "dump.rdb", Body=b"not a real snapshot")
+manifest = dict(version=1, cluster="bk", clusterUid=os.environ["UID_BK"], backup=name, instance="bk-2",
+                role="replica", engine="valkey", engineVersion="8.1.8", file="dump.rdb", format="rdb",
+                sizeBytes=19, checksum="sha256:0", replicationId="0", replicationOffset=0, keys=0,
+                startedAt=at, stoppedAt=at)
+s3.put_object(Bucket=os.environ["S3_BUCKET"], Key=key + "manifest.json", Body=json.dumps(manifest).encode())
+PY
+}
+export S3_LOCAL=http://127.0.0.1:${S3_ENDPOINT##*:} UID_BK; UID_BK=$(k get rcl "$C" -o jsonpath='{.metadata.uid}')
+old_backup old-40d 40 && old_backup old-35d 35 && ok "two old backups put in the bucket" || fail "putting old backups"
+k patch rcl "$C" --type merge -p '{"spec":{"backup":{"retentionPolicy":"30d"}}}' >/dev/null
+k apply -f - >/dev/null <<EOF
+apiVersion: redis.cnredis.io/v1
+kind: RedisScheduledBackup
+metadata: {name: every5}
+spec:
+  cluster: {name: $C}
+  schedule: "*/5 * * * * *"
+  backupOwnerReference: self
+EOF
+two_scheduled() {
+  local done; done=$(k get rbak -l cnredis.io/scheduledBackup=every5 -o jsonpath='{range .items[*]}{.metadata.name}={.status.phase} {end}')
+  [[ $(grep -o '=completed' <<<"$done" | wc -l) -ge 2 ]] || { echo "$done"; return 1; }
+}
+wait_until "two scheduled backups completed" 90 two_scheduled
+names=$(k get rbak -l cnredis.io/scheduledBackup=every5 -o jsonpath='{range .items[*]}{.metadata.name} {end}')
+[[ $names =~ ^(every5-[0-9]{14}\ )+$ ]] && ok "named after their slots: $names" || fail "names: $names"
+removed() { [[ ! -e $BUCKET_DIR/e2e/$C/old-40d ]] || { echo "old-40d: $(ls "$BUCKET_DIR/e2e/$C/old-40d" 2>&1)"; return 1; }; }
+wait_until "retention removed old-40d's artifacts from the bucket" 30 removed
+[[ -s $BUCKET_DIR/e2e/$C/old-35d/manifest.json ]] && ok "old-35d kept: the last backup before the window" || fail "old-35d removed"
+[[ -s $BUCKET_DIR/e2e/$C/second/dump.rdb ]] && ok "recent backups kept" || fail "second removed"
+note=$(k get events --field-selector "involvedObject.name=$C,reason=BackupsRemoved" -o jsonpath='{.items[0].message}')
+[[ $note == *old-40d* && $note != *old-35d* ]] && ok "event BackupsRemoved: $note" || fail "BackupsRemoved: $note"
+read -r last next <<<"$(k get rsbak every5 -o jsonpath='{.status.lastScheduleTime} {.status.nextScheduleTime}')"
+[[ -n $last && -n $next && $next > $last ]] && ok "status: last $last, next $next" || fail "status: last=$last next=$next"
+k patch rsbak every5 --type merge -p '{"spec":{"suspend":true}}' >/dev/null
+suspended() { [[ $(k get rsbak every5 -o jsonpath='{.status.conditions[0].reason}/{.status.nextScheduleTime}') == Suspended/ ]]; }
+wait_until "suspended: no next slot" 30 suspended
+k delete rsbak every5 --wait=true >/dev/null
+collected() { local left; left=$(k get rbak -l cnredis.io/scheduledBackup=every5 -o name); [[ -z $left ]] || { echo "$left"; return 1; }; }
+wait_until "its RedisBackups deleted with it (backupOwnerReference: self)" 60 collected
 
 k get rbak 2>&1 | sed 's/^/  /'
 k delete rcl "$C" --wait=true >/dev/null
