@@ -9,6 +9,9 @@
 #     unreachable endpoint, an unknown cluster and a cluster with no healthy instance each fail with
 #     their reason in status.error and a Warning event; the rotated-back key works again;
 #   - deleting a RedisBackup leaves its artifacts in the bucket;
+#   - a new cluster restored from a backup holds exactly the source's keys and values (a digest over every
+#     key), its replica syncs from it; a missing backup, a wrong key and a corrupt artifact end in phase
+#     Bootstrap failed with the reason, never in an empty Ready cluster;
 #   - a schedule every 5 s creates RedisBackups named after their slots, the 30d retention policy removes
 #     an old backup's artifacts and keeps the last one before the window, suspend stops it, and its
 #     backups go with it (backupOwnerReference: self).
@@ -186,6 +189,81 @@ echo "== deleting a RedisBackup leaves its artifacts"
 k delete rbak first --wait=true >/dev/null
 [[ -s $BUCKET_DIR/e2e/$C/first/dump.rdb && -s $BUCKET_DIR/e2e/$C/first/manifest.json ]] \
   && ok "s3://$S3_BUCKET/e2e/$C/first/ is still there" || fail "artifacts of first gone: $(ls "$BUCKET_DIR/e2e/$C" 2>&1)"
+
+export S3_LOCAL=http://127.0.0.1:${S3_ENDPOINT##*:}
+echo "== restore round trip: a new cluster from a backup holds exactly its keys and values"
+# digest CLUSTER: sha256 over every "key<TAB>value" line, sorted, computed in a client pod of CLUSTER.
+digest() {
+  app_client "$NS" "$1" "digest-$RANDOM" "h=\$(cat /app/host); valkey-cli -h \$h --scan | sort > /tmp/keys
+    sed 's/^/GET /' /tmp/keys | valkey-cli -h \$h > /tmp/values
+    echo \$(wc -l < /tmp/keys) \$(paste /tmp/keys /tmp/values | sha256sum | cut -d' ' -f1)" | tail -1
+}
+source_digest=$(digest "$C")
+backup for-restore
+wait_until "for-restore ended" 120 ended for-restore
+read -r source_keys source_sum <<<"$source_digest"
+((source_keys > 5000)) && ok "source: $source_keys keys, digest ${source_sum:0:16}" || fail "source digest: $source_digest"
+restored_cluster() {
+  k apply -f - >/dev/null <<EOF
+apiVersion: redis.cnredis.io/v1
+kind: RedisCluster
+metadata: {name: $1}
+spec:
+  instances: 2
+  storage: {size: 100Mi}
+  persistence: {mode: rdb+aof}
+  stopDelaySeconds: 10
+  bootstrap: {recovery: $2}
+EOF
+}
+restored_cluster restored "{backup: {name: for-restore}}"
+restored_ready() {
+  local status; status=$(k get rcl restored -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.readyInstances} {.status.phase}: {.status.phaseReason}')
+  [[ $status == "True 2 "* ]] || { echo "$status"; return 1; }
+}
+started=$SECONDS
+wait_until "restored: Ready with 2 instances" 240 restored_ready && echo "timing: apply -> Ready (restored, 2 instances): $((SECONDS - started)) s"
+read -r restored_keys restored_sum <<<"$(digest restored)"
+[[ $restored_keys == "$source_keys" && $restored_sum == "$source_sum" ]] \
+  && ok "restored: the same $restored_keys keys and values (digest ${restored_sum:0:16})" \
+  || fail "restored: $restored_keys keys ${restored_sum:0:16}, source $source_keys ${source_sum:0:16}"
+promised=$(k get rcl restored -o jsonpath='{.status.recovery.keys} {.status.recovery.backupId} {.status.recovery.cluster}')
+[[ $promised == "$source_keys for-restore $C" ]] && ok "status.recovery: $promised (the manifest's keys)" || fail "status.recovery: $promised, source keys $source_keys"
+replica=$(k get pods -l cnredis.io/cluster=restored,cnredis.io/role=replica -o jsonpath='{.items[0].metadata.name}')
+[[ -n $replica ]] && ok "the replica $replica synced from the restored primary" || fail "no replica"
+events=$(k get events --field-selector involvedObject.name=restored -o jsonpath='{range .items[*]}{.reason} {end}')
+[[ $events == *RestorePlanned* ]] && ok "events: $events" || fail "events: $events"
+
+echo "== restores that cannot work stop before or at the first instance, with the reason"
+# refused NAME TEXT: the cluster is in phase Bootstrap failed with TEXT in its reason, and not Ready.
+refused() {
+  local phase; phase=$(k get rcl "$1" -o jsonpath='{.status.phase}: {.status.phaseReason}')
+  [[ $phase == "Bootstrap failed: "*"$2"* ]] || { echo "$phase"; return 1; }
+}
+source_of() { echo "{source: {objectStore: {destinationPath: 's3://$S3_BUCKET/e2e', endpointURL: '$S3_ENDPOINT', s3Credentials: {accessKeyId: {name: ${2:-s3}, key: id}, secretAccessKey: {name: ${2:-s3}, key: key}}}, clusterName: $C, backupId: $1}}"; }
+restored_cluster no-such-backup "$(source_of no-such-backup)"
+wait_until "no-such-backup: Bootstrap failed, NoSuchKey" 60 refused no-such-backup NoSuchKey
+[[ -z $(k get pods -l cnredis.io/cluster=no-such-backup -o name) ]] && ok "no-such-backup: no instance created" || fail "no-such-backup: pods exist"
+k create secret generic s3-wrong --from-literal=id="$S3_ACCESS_KEY" --from-literal=key=wrong --dry-run=client -o yaml | k apply -f - >/dev/null
+restored_cluster wrong-key "$(source_of for-restore s3-wrong)"
+wait_until "wrong-key: Bootstrap failed, SignatureDoesNotMatch" 60 refused wrong-key SignatureDoesNotMatch
+# A corrupt artifact: the snapshot replaced in the bucket after its manifest was written.
+backup to-corrupt
+wait_until "to-corrupt ended" 120 ended to-corrupt
+python3 - <<'PY'
+import os, boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=os.environ["S3_LOCAL"], aws_access_key_id=os.environ["S3_ACCESS_KEY"],
+                  aws_secret_access_key=os.environ["S3_SECRET_KEY"], region_name="us-east-1",
+                  config=Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_required"))
+s3.put_object(Bucket=os.environ["S3_BUCKET"], Key="e2e/bk/to-corrupt/dump.rdb", Body=b"REDIS0011 not the snapshot")
+PY
+restored_cluster corrupt "$(source_of to-corrupt)"
+wait_until "corrupt: Bootstrap failed, checksum mismatch found by the first instance" 90 refused corrupt "does not match its manifest"
+k get rcl corrupt -o jsonpath='  {.status.phase}: {.status.phaseReason}{"\n"}'
+ready=$(k get rcl corrupt -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')
+[[ $ready != True ]] && ok "corrupt: not Ready (Ready=${ready:-absent})" || fail "corrupt: Ready"
+k delete rcl restored no-such-backup wrong-key corrupt --wait=true >/dev/null
 
 echo "== a schedule every 5 seconds, with a 30d retention policy"
 # Two backups that look 40 and 35 days old, put in the bucket through S3: retention removes the older

@@ -301,3 +301,79 @@ async fn a_replica_backs_up_to_s3_and_every_bad_input_gets_a_clear_answer() {
         other => panic!("an unknown backup: {other:?}"),
     }
 }
+
+/// The first instance of a restored cluster downloads and checks the backup before its server starts
+/// (here with `rdb+aof`, where the snapshot must become the AOF base), and refuses a backup whose
+/// checksum is not the one the operator planned with, reporting why without starting the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_instance_restores_a_backup_before_its_server_starts() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let engine = "valkey-8.1";
+    // The backup: 3 000 keys from a one-instance cluster.
+    let mut source = Harness::new("restore-source", engine, 1, "rdb");
+    let s3 = S3::start(&source.dir).await;
+    write_credentials(&source, "backup", SECRET_KEY);
+    source.set_primary(Some("c-1"), Some("c-1"));
+    source.start("c-1");
+    source.wait_ready("c-1").await;
+    let mut connection = source.redis("c-1", support::PASSWORD).await.unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..3000 {
+        pipe.set(format!("k:{i}"), format!("v:{i}")).ignore();
+    }
+    pipe.query_async::<()>(&mut connection).await.unwrap();
+    source
+        .operator
+        .start_backup(&source.instance("c-1").target(), &request(&s3, "snap"))
+        .await
+        .unwrap();
+    let manifest = finished(&source, "c-1", "snap").await.manifest.expect("completed");
+
+    let recovery = |checksum: &str| {
+        serde_json::json!({
+            "objectStore": {
+                "destinationPath": format!("s3://{BUCKET}/team/cnredis"),
+                "endpointURL": s3.endpoint(),
+                "s3Credentials": {
+                    "accessKeyId": {"name": "s3", "key": "id"},
+                    "secretAccessKey": {"name": "s3", "key": "key"},
+                },
+            },
+            "cluster": "c",
+            "backupId": "snap",
+            "checksum": checksum,
+            "keys": 3000,
+        })
+    };
+    // A checksum other than the planned one: reported, and the server never starts.
+    let mut refused = Harness::new("restore-refused", engine, 1, "rdb+aof");
+    write_credentials(&refused, "recovery", SECRET_KEY);
+    refused.cluster["status"]["recovery"] = recovery("sha256:0000");
+    refused.set_primary(None, Some("c-1"));
+    refused.start("c-1");
+    let report = eventually("the refused restore is reported", Duration::from_secs(30), || async {
+        let report = refused.status("c-1").await?;
+        match report.restore.as_ref().and_then(|r| r.error.clone()) {
+            Some(error) => Ok((report, error)),
+            None => Err(format!("{:?}", report.restore)),
+        }
+    })
+    .await;
+    assert!(report.1.contains("not the one recorded"), "{}", report.1);
+    assert!(!report.0.answered, "the server started: {:?}", report.0);
+    assert!(!refused.instance("c-1").data_dir.join("dump.rdb").exists());
+
+    // The planned checksum: restored, loaded through the AOF base, every key there.
+    let mut restored = Harness::new("restore", engine, 1, "rdb+aof");
+    write_credentials(&restored, "recovery", SECRET_KEY);
+    restored.cluster["status"]["recovery"] = recovery(&manifest.checksum);
+    restored.set_primary(None, Some("c-1"));
+    restored.start("c-1");
+    let ready = restored.wait_ready("c-1").await;
+    assert_eq!(ready.dataset.keys, 3000, "{ready:?}");
+    assert!(ready.restore.as_ref().is_some_and(|r| r.error.is_none() && r.step.starts_with("restored snap")));
+    assert!(restored.instance("c-1").data_dir.join("appendonlydir/appendonly.aof.manifest").exists());
+    let mut connection = restored.redis("c-1", support::PASSWORD).await.unwrap();
+    let value: String = redis::cmd("GET").arg("k:2999").query_async(&mut connection).await.unwrap();
+    assert_eq!(value, "v:2999");
+}

@@ -613,11 +613,31 @@ pub struct RecoverySpec {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RecoverySource {
-    /// The store the backups were written to.
+    /// The store the backups were written to: the `spec.backup.objectStore` of the cluster that wrote
+    /// them.
     pub object_store: ObjectStore,
+    /// Name of the cluster that wrote the backups (their directory under `destinationPath`); absent
+    /// means this cluster's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub cluster_name: Option<String>,
     /// ID of the backup to restore; absent means the newest completed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_id: Option<String>,
+}
+
+/// A resolved restore source: the backup `<destinationPath>/<cluster>/<backupId>/` in `objectStore`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryStatus {
+    pub object_store: ObjectStore,
+    /// The cluster that wrote the backup.
+    pub cluster: String,
+    pub backup_id: String,
+    /// `sha256:<hex>` of the snapshot, from its manifest.
+    pub checksum: String,
+    /// Keys the manifest promises.
+    pub keys: i64,
 }
 
 /// Instance manager log level.
@@ -687,6 +707,10 @@ pub struct RedisClusterStatus {
     /// it is healthy. Kept in the status so that an operator restart does not reset the count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_failing: Option<PrimaryFailing>,
+    /// The backup the first instance restores, resolved from `spec.bootstrap.recovery` before it is
+    /// created; kept afterwards as a record of where the dataset came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryStatus>,
     /// A failover under way, recorded before its first step so that every step can be resumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<FailoverProgress>,

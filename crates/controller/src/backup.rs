@@ -5,6 +5,7 @@
 pub mod choose;
 pub mod cleanup;
 pub mod controller;
+pub mod recovery;
 pub mod retention;
 pub mod schedule;
 pub mod scheduler;

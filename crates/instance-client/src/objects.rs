@@ -99,6 +99,30 @@ pub fn open_with(
     Ok(Arc::new(store))
 }
 
+/// The location of `s3://bucket/prefix` (a `destinationPath`), read with the credentials directory
+/// `credentials`.
+pub fn location(
+    destination_path: &str,
+    endpoint_url: Option<String>,
+    region: &str,
+    credentials: &str,
+) -> Result<StoreLocation, String> {
+    let rest = destination_path
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("destinationPath {destination_path} is not an s3:// URL"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(format!("destinationPath {destination_path} names no bucket"));
+    }
+    Ok(StoreLocation {
+        bucket: bucket.to_string(),
+        prefix: prefix.trim_matches('/').to_string(),
+        endpoint_url,
+        region: region.to_string(),
+        credentials: credentials.to_string(),
+    })
+}
+
 /// `<prefix>/<cluster>/`: every backup of one cluster.
 pub fn cluster_dir(location: &StoreLocation, cluster: &str) -> ObjectPath {
     let prefix = location.prefix.trim_matches('/');

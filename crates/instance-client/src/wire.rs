@@ -86,6 +86,22 @@ pub struct InstanceReport {
     /// The last error of applying the desired state, when the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// A restore of `status.recovery` before the server's first start: in progress, or why it failed
+    /// (it is tried again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreReport>,
+}
+
+/// Where the first instance of a restored cluster is with its restore.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreReport {
+    /// e.g. `downloading s3://backups/e2e/bk/second/dump.rdb`.
+    pub step: String,
+    pub downloaded_bytes: u64,
+    /// Why the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Replication state, from `INFO replication`.

@@ -362,6 +362,7 @@ pub async fn report(manager: &Manager) -> wire::InstanceReport {
         server_restarts: state.server_restarts,
         pending_restart: state.pending_restart.clone(),
         last_error: state.last_error.clone(),
+        restore: manager.restore.lock().unwrap_or_else(|p| p.into_inner()).clone(),
     }
 }
 

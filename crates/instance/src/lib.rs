@@ -13,6 +13,7 @@ pub mod info;
 pub mod lease;
 pub mod manager;
 pub mod metrics;
+pub mod restore;
 pub mod run;
 pub mod server;
 pub mod source;

@@ -145,6 +145,8 @@ pub struct Manager {
     pub state: Mutex<State>,
     /// Backups this instance took or is taking.
     pub backups: crate::backup::Backups,
+    /// The restore before the first start of a restored cluster's first instance.
+    pub restore: std::sync::Mutex<Option<wire::RestoreReport>>,
 }
 
 /// How long a promotion, demotion or fence may take before the API call fails.
@@ -169,6 +171,7 @@ impl Manager {
             lease_clock: watch::Sender::new(LeaseClock::new(lease_duration)),
             started: Instant::now(),
             backups: crate::backup::Backups::default(),
+            restore: std::sync::Mutex::new(None),
             state: Mutex::new(State {
                 server_info: None,
                 observed: None,

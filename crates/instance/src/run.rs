@@ -14,6 +14,7 @@ use crate::decide::{self, BootRole, ISOLATED_PRIMARY};
 use crate::http::{self, ApiTls};
 use crate::lease::{LeaseClock, PrimaryLease};
 use crate::manager::{self, Identity, Manager};
+use crate::restore;
 use crate::server::FENCED_MIN_REPLICAS;
 use crate::source::ClusterSource;
 use crate::supervisor::{self, Child, Incoming, Reaper, Signals};
@@ -150,6 +151,42 @@ async fn supervise(
             },
             _ = tokio::time::sleep(Duration::from_secs(10)) => {
                 tracing::info!("waiting for the RedisCluster to be readable");
+            }
+        }
+    }
+    // A restored cluster's first instance fetches its dataset before the server ever starts.
+    loop {
+        let view = manager.cluster.current().context("no cluster view")?;
+        let identity = &manager.identity;
+        let Some(recovery) = restore::wanted(&view, &identity.pod_name, &identity.data_dir) else {
+            break;
+        };
+        tracing::info!(backup = %recovery.backup_id, cluster = %recovery.cluster, "restoring before the first start");
+        let outcome = tokio::select! {
+            outcome = restore::restore(&manager, &view, &recovery) => outcome,
+            signal = signals.next() => match signal {
+                Incoming::Terminate(signal) => {
+                    tracing::info!(%signal, "stopping during the restore");
+                    return Ok(());
+                }
+                Incoming::Forward(_) => continue,
+            },
+        };
+        match outcome {
+            Ok(_) => {
+                restore::succeeded(&manager);
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?restore::RETRY, "restore failed");
+                restore::failed(&manager, &error);
+                tokio::select! {
+                    _ = tokio::time::sleep(restore::RETRY) => {}
+                    signal = signals.next() => if let Incoming::Terminate(signal) = signal {
+                        tracing::info!(%signal, "stopping after a failed restore");
+                        return Ok(());
+                    },
+                }
             }
         }
     }

@@ -137,7 +137,7 @@ async fn read_manifest(store: &dyn ObjectStore, path: &ObjectPath) -> Option<Tim
     manifest.stopped_at.parse().ok()
 }
 
-async fn read_credentials(
+pub async fn read_credentials(
     ctx: &Context,
     namespace: &str,
     credentials: &S3Credentials,

@@ -12,6 +12,7 @@ use cnredis_api::backup::{BackupPhase, DEFAULT_BACKUP_TIMEOUT_SECONDS, RedisBack
 use cnredis_api::common::ObjectStore;
 use cnredis_api::names::BACKUP_CREDENTIALS;
 use cnredis_instance_client::ClientError;
+use cnredis_instance_client::objects;
 use cnredis_instance_client::wire::{self, BackupRequest, StoreLocation};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
@@ -264,6 +265,10 @@ async fn complete(
         took,
         Some(stopped.as_second()),
     );
+    let recorded = json!({ "lastSuccessfulBackup": Time(stopped) });
+    if let Err(error) = crate::cluster::status::merge(&ctx.client, cluster, recorded).await {
+        tracing::warn!(%error, "cannot record the last successful backup");
+    }
     retention(ctx, cluster).await;
     Ok(Action::await_change())
 }
@@ -421,24 +426,12 @@ async fn publish(ctx: &Context, backup: &RedisBackup, type_: EventType, reason: 
 
 /// `s3://bucket/prefix` as the instance manager's store location (credentials: the cluster's own).
 pub fn store_location(store: &ObjectStore) -> Result<StoreLocation, String> {
-    let rest = store
-        .destination_path
-        .strip_prefix("s3://")
-        .ok_or_else(|| format!("destinationPath {} is not an s3:// URL", store.destination_path))?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err(format!(
-            "destinationPath {} names no bucket",
-            store.destination_path
-        ));
-    }
-    Ok(StoreLocation {
-        bucket: bucket.to_string(),
-        prefix: prefix.trim_matches('/').to_string(),
-        endpoint_url: store.endpoint_url.clone(),
-        region: store.region.clone(),
-        credentials: BACKUP_CREDENTIALS.to_string(),
-    })
+    objects::location(
+        &store.destination_path,
+        store.endpoint_url.clone(),
+        &store.region,
+        BACKUP_CREDENTIALS,
+    )
 }
 
 #[cfg(test)]

@@ -195,6 +195,26 @@ pub fn plan(wanted: &Wanted, observed: &[Observed]) -> Plan {
             }
             plan.phase = "Setting up primary".to_string();
             plan.phase_reason = format!("waiting for {target} to serve as primary");
+            let restore = find(&target)
+                .and_then(|i| i.report.as_ref())
+                .and_then(|r| r.restore.as_ref());
+            if let Some(restore) = restore.filter(|_| plan.current_primary.is_none()) {
+                match &restore.error {
+                    Some(error) => {
+                        plan.phase = PHASE_BOOTSTRAP_FAILED.to_string();
+                        plan.phase_reason =
+                            format!("restoring on {target} failed (retried every 10s): {error}");
+                    }
+                    None => {
+                        plan.phase = "Restoring".to_string();
+                        plan.phase_reason = format!(
+                            "{target}: {} ({} MiB)",
+                            restore.step,
+                            restore.downloaded_bytes >> 20
+                        );
+                    }
+                }
+            }
         }
         _ => {}
     }

@@ -60,12 +60,6 @@ pub async fn reconcile(cluster: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<
     result
 }
 
-/// Why a new cluster with `spec.bootstrap.recovery` gets no instance: an empty cluster must never pass
-/// for a restored one.
-const RESTORE_NOT_SUPPORTED: &str = "restoring from a backup (spec.bootstrap.recovery) is not supported \
-     by this version of cnredis yet; no instance was created. Delete this RedisCluster, or create one \
-     without bootstrap.recovery for an empty dataset";
-
 async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<Action, ReconcileError> {
     let namespace = cluster.namespace().ok_or(ReconcileError::NoNamespace)?;
     let name = cluster.name_any();
@@ -145,13 +139,41 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
                 .primary_failing
                 .as_ref()
                 .is_some_and(|f| Some(&f.pod) == status.current_primary.as_ref()),
-        bootstrap_refused: cluster
-            .spec
-            .bootstrap
-            .as_ref()
-            .and_then(|b| b.recovery.as_ref())
-            .map(|_| RESTORE_NOT_SUPPORTED.to_string()),
+        bootstrap_refused: None,
     };
+    // A restored cluster: the backup is resolved and checked, and recorded, before its first pod exists.
+    let mut wanted = wanted;
+    let restoring = cluster
+        .spec
+        .bootstrap
+        .as_ref()
+        .is_some_and(|b| b.recovery.is_some());
+    if restoring
+        && status.recovery.is_none()
+        && status.current_primary.is_none()
+        && status.target_primary.is_none()
+    {
+        match crate::backup::recovery::resolve(ctx, cluster).await {
+            Ok(recovery) => {
+                let note = format!(
+                    "restoring backup {} of {} ({} keys, {}) into the first instance",
+                    recovery.backup_id, recovery.cluster, recovery.keys, recovery.checksum
+                );
+                status::patch_recovery(client, cluster, &recovery).await?;
+                publish(
+                    ctx,
+                    cluster,
+                    EventType::Normal,
+                    "RestorePlanned",
+                    "Bootstrap",
+                    &note,
+                )
+                .await;
+                return Ok(Action::requeue(Duration::from_millis(200)));
+            }
+            Err(why) => wanted.bootstrap_refused = Some(format!("cannot restore: {why}")),
+        }
+    }
     let plan = plan(&wanted, &world.instances);
     if plan.phase == PHASE_BOOTSTRAP_FAILED {
         if status.phase.as_deref() != Some(PHASE_BOOTSTRAP_FAILED) {
@@ -166,7 +188,7 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
             .await;
         }
         status::write(client, cluster, &plan, &world).await?;
-        return Ok(Action::requeue(Duration::from_secs(60)));
+        return Ok(Action::requeue(Duration::from_secs(10)));
     }
     if failing_over {
         // Only the replicas' pods come back (e.g. after every pod was deleted at once), since the

@@ -26,5 +26,6 @@ pub fn report(role: Role) -> InstanceReport {
         server_restarts: 0,
         pending_restart: Vec::new(),
         last_error: None,
+        restore: None,
     }
 }

@@ -26,6 +26,15 @@ pub async fn patch_primary(client: &Client, cluster: &RedisCluster, plan: &Plan)
     merge(client, cluster, status).await
 }
 
+/// Records the resolved restore source, before the first instance is created.
+pub async fn patch_recovery(
+    client: &Client,
+    cluster: &RedisCluster,
+    recovery: &cnredis_api::cluster::RecoveryStatus,
+) -> Result<(), kube::Error> {
+    merge(client, cluster, json!({ "recovery": recovery })).await
+}
+
 /// Merges `status` (a JSON object of status fields) into the RedisCluster's status.
 pub async fn merge(
     client: &Client,

@@ -110,6 +110,38 @@ fn a_refused_bootstrap_creates_nothing_and_says_why() {
 }
 
 #[test]
+fn a_restoring_target_reports_progress_then_a_failure_as_bootstrap_failed() {
+    let mut wanted = new_cluster(3);
+    wanted.target_primary = Some("c-1".to_string());
+    wanted.latest_serial = 1;
+    let mut restoring = instance(1, Role::Unknown);
+    restoring.report.as_mut().unwrap().restore = Some(cnredis_instance_client::wire::RestoreReport {
+        step: "downloading s3://b/p/c/b1/dump.rdb".to_string(),
+        downloaded_bytes: 3 << 20,
+        error: None,
+    });
+    let progress = plan(&wanted, std::slice::from_ref(&restoring));
+    assert_eq!(progress.phase, "Restoring");
+    assert_eq!(progress.phase_reason, "c-1: downloading s3://b/p/c/b1/dump.rdb (3 MiB)");
+    assert!(progress.create.is_empty() && !progress.healthy);
+
+    restoring.report.as_mut().unwrap().restore.as_mut().unwrap().error = Some("checksum".to_string());
+    let failed = plan(&wanted, std::slice::from_ref(&restoring));
+    assert_eq!(failed.phase, PHASE_BOOTSTRAP_FAILED);
+    assert_eq!(failed.phase_reason, "restoring on c-1 failed (retried every 10s): checksum");
+
+    // Once restored and serving, the target becomes the primary as any other.
+    let mut serving = instance(1, Role::Primary);
+    serving.report.as_mut().unwrap().restore = restoring.report.unwrap().restore.map(|mut r| {
+        r.error = None;
+        r
+    });
+    let done = plan(&wanted, &[serving]);
+    assert_eq!(done.current_primary.as_deref(), Some("c-1"));
+    assert_ne!(done.phase, "Restoring");
+}
+
+#[test]
 fn the_target_becomes_current_once_it_serves_as_primary() {
     let mut wanted = new_cluster(3);
     wanted.target_primary = Some("c-1".to_string());

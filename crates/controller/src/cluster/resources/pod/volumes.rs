@@ -24,6 +24,8 @@ pub const INSTANCE_API_TLS_DIR: &str = "/etc/cnredis/instance-api";
 pub const SERVER_TLS_DIR: &str = "/etc/cnredis/tls";
 /// `spec.backup.objectStore`'s credentials: `names::OBJECT_STORE_CREDENTIALS_DIR`/`names::BACKUP_CREDENTIALS`.
 pub const BACKUP_CREDENTIALS_DIR: &str = "/etc/cnredis/object-store/backup";
+/// The restore source's credentials (`status.recovery`).
+pub const RECOVERY_CREDENTIALS_DIR: &str = "/etc/cnredis/object-store/recovery";
 
 /// Owner and group may read, nobody else: the files hold a password or a private key, and the pod's
 /// fsGroup makes the group the server's.
@@ -91,6 +93,13 @@ pub fn pod_volumes(cluster: &RedisCluster, pod_name: &str) -> Vec<PodVolume> {
         volumes.push(read_only(
             object_store_credentials("object-store-backup", &backup.object_store.s3_credentials),
             BACKUP_CREDENTIALS_DIR,
+        ));
+    }
+    // Recorded once, before the first pod, and kept: the volume never changes a pod spec afterwards.
+    if let Some(recovery) = cluster.status.as_ref().and_then(|s| s.recovery.as_ref()) {
+        volumes.push(read_only(
+            object_store_credentials("object-store-recovery", &recovery.object_store.s3_credentials),
+            RECOVERY_CREDENTIALS_DIR,
         ));
     }
     volumes
