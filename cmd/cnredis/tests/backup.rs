@@ -327,7 +327,10 @@ async fn a_first_instance_restores_a_backup_before_its_server_starts() {
         .start_backup(&source.instance("c-1").target(), &request(&s3, "snap"))
         .await
         .unwrap();
-    let manifest = finished(&source, "c-1", "snap").await.manifest.expect("completed");
+    let manifest = finished(&source, "c-1", "snap")
+        .await
+        .manifest
+        .expect("completed");
 
     let recovery = |checksum: &str| {
         serde_json::json!({
@@ -351,13 +354,17 @@ async fn a_first_instance_restores_a_backup_before_its_server_starts() {
     refused.cluster["status"]["recovery"] = recovery("sha256:0000");
     refused.set_primary(None, Some("c-1"));
     refused.start("c-1");
-    let report = eventually("the refused restore is reported", Duration::from_secs(30), || async {
-        let report = refused.status("c-1").await?;
-        match report.restore.as_ref().and_then(|r| r.error.clone()) {
-            Some(error) => Ok((report, error)),
-            None => Err(format!("{:?}", report.restore)),
-        }
-    })
+    let report = eventually(
+        "the refused restore is reported",
+        Duration::from_secs(30),
+        || async {
+            let report = refused.status("c-1").await?;
+            match report.restore.as_ref().and_then(|r| r.error.clone()) {
+                Some(error) => Ok((report, error)),
+                None => Err(format!("{:?}", report.restore)),
+            }
+        },
+    )
     .await;
     assert!(report.1.contains("not the one recorded"), "{}", report.1);
     assert!(!report.0.answered, "the server started: {:?}", report.0);
@@ -371,9 +378,280 @@ async fn a_first_instance_restores_a_backup_before_its_server_starts() {
     restored.start("c-1");
     let ready = restored.wait_ready("c-1").await;
     assert_eq!(ready.dataset.keys, 3000, "{ready:?}");
-    assert!(ready.restore.as_ref().is_some_and(|r| r.error.is_none() && r.step.starts_with("restored snap")));
-    assert!(restored.instance("c-1").data_dir.join("appendonlydir/appendonly.aof.manifest").exists());
+    assert!(
+        ready
+            .restore
+            .as_ref()
+            .is_some_and(|r| r.error.is_none() && r.step.starts_with("restored snap"))
+    );
+    assert!(
+        restored
+            .instance("c-1")
+            .data_dir
+            .join("appendonlydir/appendonly.aof.manifest")
+            .exists()
+    );
     let mut connection = restored.redis("c-1", support::PASSWORD).await.unwrap();
-    let value: String = redis::cmd("GET").arg("k:2999").query_async(&mut connection).await.unwrap();
+    let value: String = redis::cmd("GET")
+        .arg("k:2999")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
     assert_eq!(value, "v:2999");
+}
+
+/// Latencies (µs) of SET+GET round trips against `name` until `stop` is set.
+fn probe(
+    h: &Harness,
+    name: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<u64>> {
+    let port = h.instance(name).port;
+    tokio::spawn(async move {
+        let url = format!("redis://:{}@127.0.0.1:{port}", support::PASSWORD);
+        let client = redis::Client::open(url).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let mut samples = Vec::new();
+        let mut n = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            n += 1;
+            let began = std::time::Instant::now();
+            let _: () = redis::cmd("SET")
+                .arg("probe")
+                .arg(n)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            let _: String = redis::cmd("GET")
+                .arg("probe")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            samples.push(began.elapsed().as_micros() as u64);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        samples
+    })
+}
+
+fn percentiles(mut samples: Vec<u64>) -> String {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize] as f64 / 1000.0;
+    format!(
+        "n={} p50={:.2}ms p99={:.2}ms p99.9={:.2}ms max={:.2}ms",
+        samples.len(),
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        at(1.0)
+    )
+}
+
+/// `hack/bench-backup.sh`: backup and restore throughput for a `BENCH_MIB` dataset (default 1024) against
+/// the local versitygw, with `BGSAVE` alone and a boto3 upload of the same file as ceilings, and the
+/// primary's SET+GET latency with no backup, a backup from the replica, and one from the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: hack/bench-backup.sh"]
+async fn bench_backup_and_restore() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mib: u64 = std::env::var("BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let engine = "valkey-8.1";
+    let mut h = Harness::new("bench-backup", engine, 2, "none");
+    let s3 = S3::start(&h.dir).await;
+    write_credentials(&h, "backup", SECRET_KEY);
+    h.set_primary(Some("c-1"), Some("c-1"));
+    h.start("c-1");
+    h.start("c-2");
+    h.wait_ready("c-1").await;
+    h.wait_ready("c-2").await;
+
+    // Keys of 1 KiB of incompressible bytes.
+    let keys = mib * 1024;
+    let began = Instant::now();
+    let mut connection = h.redis("c-1", support::PASSWORD).await.unwrap();
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    for batch in 0..keys.div_ceil(1000) {
+        let mut pipe = redis::pipe();
+        for i in 0..1000u64 {
+            let value: Vec<u8> = (0..128)
+                .flat_map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed.to_le_bytes()
+                })
+                .collect();
+            pipe.set(format!("key:{}", batch * 1000 + i), value).ignore();
+        }
+        pipe.query_async::<()>(&mut connection).await.unwrap();
+    }
+    eventually(
+        "the replica holds every key",
+        Duration::from_secs(600),
+        || async {
+            let report = h.status("c-2").await?;
+            let want = keys.div_ceil(1000) * 1000;
+            if report.dataset.keys == want && report.ready {
+                Ok(())
+            } else {
+                Err(format!("{} keys", report.dataset.keys))
+            }
+        },
+    )
+    .await;
+    println!(
+        "populated {keys} keys of 1 KiB in {:.0}s",
+        began.elapsed().as_secs_f64()
+    );
+
+    // Ceiling 1: BGSAVE alone, on the replica.
+    let mut replica = h.redis("c-2", support::PASSWORD).await.unwrap();
+    let began = Instant::now();
+    let _: String = redis::cmd("BGSAVE").query_async(&mut replica).await.unwrap();
+    eventually("BGSAVE done", Duration::from_secs(600), || async {
+        let mut replica = h
+            .redis("c-2", support::PASSWORD)
+            .await
+            .map_err(|e| e.to_string())?;
+        match support::info_field(&mut replica, "rdb_bgsave_in_progress")
+            .await
+            .as_deref()
+        {
+            Some("0") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let bgsave = began.elapsed().as_secs_f64();
+    let rdb = h.instance("c-2").data_dir.join("dump.rdb");
+    let size = std::fs::metadata(&rdb).unwrap().len();
+    let size_mib = size as f64 / (1024.0 * 1024.0);
+    // Ceiling 2: the same file uploaded by boto3 (what `aws s3 cp` does), multipart, 8 MiB parts.
+    let began = Instant::now();
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, boto3\nfrom botocore.config import Config\nfrom boto3.s3.transfer import TransferConfig\n\
+             s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], \
+             aws_secret_access_key=sys.argv[3], region_name='us-east-1', config=Config(s3={'addressing_style': \
+             'path'}, request_checksum_calculation='when_required'))\n\
+             s3.upload_file(sys.argv[4], sys.argv[5], 'plain/dump.rdb', Config=TransferConfig(multipart_chunksize=8*1024*1024, max_concurrency=2))",
+        )
+        .args([&s3.endpoint(), ACCESS_KEY, SECRET_KEY])
+        .arg(&rdb)
+        .arg(BUCKET)
+        .status()
+        .expect("python3 with boto3");
+    assert!(status.success());
+    let plain = began.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(s3.root.join(BUCKET).join("plain/dump.rdb"));
+
+    // The primary's latency: no backup, then a backup from the replica, then one from the primary.
+    let mut rows = Vec::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let idle = probe(&h, "c-1", stop.clone());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    stop.store(true, Ordering::Relaxed);
+    rows.push(format!(
+        "primary latency, no backup (10 s): {}",
+        percentiles(idle.await.unwrap())
+    ));
+    let mut took = Vec::new();
+    for (pod, name) in [("c-2", "from-replica"), ("c-1", "from-primary")] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = probe(&h, "c-1", stop.clone());
+        let began = Instant::now();
+        h.operator
+            .start_backup(&h.instance(pod).target(), &request(&s3, name))
+            .await
+            .unwrap();
+        let report = finished(&h, pod, name).await;
+        let seconds = began.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(report.phase, BackupPhase::Completed, "{report:?}");
+        rows.push(format!(
+            "primary latency, backup {name} ({seconds:.1} s): {}",
+            percentiles(samples.await.unwrap())
+        ));
+        took.push((name, seconds));
+    }
+
+    // Restore: a new instance downloads, verifies and loads the replica's backup.
+    let manifest = h
+        .operator
+        .backup(&h.instance("c-2").target(), "from-replica")
+        .await
+        .unwrap()
+        .manifest
+        .unwrap();
+    let mut restored = Harness::new("bench-restore", engine, 1, "rdb");
+    write_credentials(&restored, "recovery", SECRET_KEY);
+    restored.cluster["status"]["recovery"] = serde_json::json!({
+        "objectStore": {
+            "destinationPath": format!("s3://{BUCKET}/team/cnredis"),
+            "endpointURL": s3.endpoint(),
+            "s3Credentials": {"accessKeyId": {"name": "s3", "key": "id"}, "secretAccessKey": {"name": "s3", "key": "key"}},
+        },
+        "cluster": "c", "backupId": "from-replica", "checksum": manifest.checksum, "keys": manifest.keys,
+    });
+    restored.set_primary(None, Some("c-1"));
+    let began = Instant::now();
+    restored.start("c-1");
+    let downloaded = eventually("restored", Duration::from_secs(600), || async {
+        let report = restored.status("c-1").await?;
+        match report.restore {
+            Some(r) if r.step.starts_with("restored") => Ok(began.elapsed().as_secs_f64()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    eventually(
+        "the restored server is ready",
+        Duration::from_secs(600),
+        || async {
+            let report = restored.status("c-1").await?;
+            if report.ready && report.dataset.keys == manifest.keys {
+                Ok(())
+            } else {
+                Err(format!("{} keys", report.dataset.keys))
+            }
+        },
+    )
+    .await;
+    let ready = began.elapsed().as_secs_f64();
+
+    println!("\nsnapshot: {size_mib:.0} MiB ({keys} keys)");
+    println!(
+        "BGSAVE alone on the replica:        {bgsave:6.1} s  {:7.1} MiB/s",
+        size_mib / bgsave
+    );
+    println!(
+        "boto3 upload of the same file:      {plain:6.1} s  {:7.1} MiB/s",
+        size_mib / plain
+    );
+    for (name, seconds) in &took {
+        println!(
+            "backup {name:<14} (API -> done): {seconds:6.1} s  {:7.1} MiB/s",
+            size_mib / seconds
+        );
+    }
+    println!(
+        "restore: downloaded and verified:   {downloaded:6.1} s  {:7.1} MiB/s",
+        size_mib / downloaded
+    );
+    println!(
+        "restore: until the server is ready: {ready:6.1} s  {:7.1} MiB/s",
+        size_mib / ready
+    );
+    for row in rows {
+        println!("{row}");
+    }
+    drop(restored);
+    drop(h);
 }

@@ -285,7 +285,7 @@ impl Harness {
             .arg("--object-store-credentials")
             .arg(self.dir.join("object-store"))
             .arg("--memory-limit-bytes")
-            .arg((256u64 << 20).to_string())
+            .arg(std::env::var("CNREDIS_TEST_MEMORY_LIMIT").unwrap_or_else(|_| (256u64 << 20).to_string()))
             .env("PATH", "/usr/bin:/bin")
             .stdin(Stdio::null());
         command

@@ -122,13 +122,19 @@ fn a_restoring_target_reports_progress_then_a_failure_as_bootstrap_failed() {
     });
     let progress = plan(&wanted, std::slice::from_ref(&restoring));
     assert_eq!(progress.phase, "Restoring");
-    assert_eq!(progress.phase_reason, "c-1: downloading s3://b/p/c/b1/dump.rdb (3 MiB)");
+    assert_eq!(
+        progress.phase_reason,
+        "c-1: downloading s3://b/p/c/b1/dump.rdb (3 MiB)"
+    );
     assert!(progress.create.is_empty() && !progress.healthy);
 
     restoring.report.as_mut().unwrap().restore.as_mut().unwrap().error = Some("checksum".to_string());
     let failed = plan(&wanted, std::slice::from_ref(&restoring));
     assert_eq!(failed.phase, PHASE_BOOTSTRAP_FAILED);
-    assert_eq!(failed.phase_reason, "restoring on c-1 failed (retried every 10s): checksum");
+    assert_eq!(
+        failed.phase_reason,
+        "restoring on c-1 failed (retried every 10s): checksum"
+    );
 
     // Once restored and serving, the target becomes the primary as any other.
     let mut serving = instance(1, Role::Primary);
