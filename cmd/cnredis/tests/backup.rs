@@ -25,10 +25,16 @@ struct S3 {
     child: Child,
     port: u16,
     root: PathBuf,
+    tls: bool,
 }
 
 impl S3 {
     async fn start(dir: &Path) -> Self {
+        Self::start_with(dir, None).await
+    }
+
+    /// With `tls` (certificate and key files), it serves HTTPS on `localhost`.
+    async fn start_with(dir: &Path, tls: Option<(PathBuf, PathBuf)>) -> Self {
         let binary = std::env::var_os("CNREDIS_VERSITYGW")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
@@ -44,7 +50,11 @@ impl S3 {
         std::fs::create_dir_all(root.join(BUCKET)).unwrap();
         let port = free_port();
         let log = std::fs::File::create(dir.join("versitygw.log")).unwrap();
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some((cert, key)) = &tls {
+            command.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        let child = command
             .args(["--port", &format!("127.0.0.1:{port}")])
             .args([
                 "--access",
@@ -61,9 +71,14 @@ impl S3 {
             .stderr(log)
             .spawn()
             .expect("starting versitygw");
-        let s3 = Self { child, port, root };
-        eventually("versitygw answers", Duration::from_secs(30), || async {
-            reqwest::get(format!("http://127.0.0.1:{port}/health"))
+        let s3 = Self {
+            child,
+            port,
+            root,
+            tls: tls.is_some(),
+        };
+        eventually("versitygw listens", Duration::from_secs(30), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string())
@@ -73,7 +88,10 @@ impl S3 {
     }
 
     fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        match self.tls {
+            true => format!("https://localhost:{}", self.port),
+            false => format!("http://127.0.0.1:{}", self.port),
+        }
     }
 }
 
@@ -84,11 +102,12 @@ impl Drop for S3 {
     }
 }
 
-fn write_credentials(h: &Harness, name: &str, secret: &str) {
+fn write_credentials(h: &Harness, name: &str, secret: &str) -> PathBuf {
     let dir = h.dir.join("object-store").join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("ACCESS_KEY_ID"), format!("{ACCESS_KEY}\n")).unwrap();
     std::fs::write(dir.join("SECRET_ACCESS_KEY"), secret).unwrap();
+    dir
 }
 
 fn request(s3: &S3, name: &str) -> BackupRequest {
@@ -398,6 +417,104 @@ async fn a_first_instance_restores_a_backup_before_its_server_starts() {
         .await
         .unwrap();
     assert_eq!(value, "v:2999");
+
+    // A data volume too small for the snapshot (a 16 KiB tmpfs): the write error, no server, nothing left.
+    let mut full = Harness::new("restore-full", engine, 1, "rdb");
+    write_credentials(&full, "recovery", SECRET_KEY);
+    full.cluster["status"]["recovery"] = recovery(&manifest.checksum);
+    full.set_primary(None, Some("c-1"));
+    let mount = Tmpfs::mount(&full.instance("c-1").data_dir, "16k");
+    full.start("c-1");
+    let error = restore_error(&full).await;
+    assert!(error.contains("No space left on device"), "{error}");
+    assert!(!full.instance("c-1").data_dir.join("temp-restore.rdb").exists());
+    println!("disk full: {error}");
+    drop(full);
+    drop(mount);
+
+    // The snapshot deleted from the store after the restore was planned.
+    std::fs::remove_file(s3.root.join(BUCKET).join("team/cnredis/c/snap/dump.rdb")).unwrap();
+    let mut deleted = Harness::new("restore-deleted", engine, 1, "rdb");
+    write_credentials(&deleted, "recovery", SECRET_KEY);
+    deleted.cluster["status"]["recovery"] = recovery(&manifest.checksum);
+    deleted.set_primary(None, Some("c-1"));
+    deleted.start("c-1");
+    let error = restore_error(&deleted).await;
+    assert!(error.contains("NoSuchKey"), "{error}");
+    println!("object deleted: {error}");
+}
+
+/// The restore error `h`'s first instance reports; its server must not have started.
+async fn restore_error(h: &Harness) -> String {
+    let (report, error) = eventually("a restore error", Duration::from_secs(60), || async {
+        let report = h.status("c-1").await?;
+        match report.restore.as_ref().and_then(|r| r.error.clone()) {
+            Some(error) => Ok((report, error)),
+            None => Err(format!("{:?}", report.restore)),
+        }
+    })
+    .await;
+    assert!(!report.answered, "the server started: {report:?}");
+    error
+}
+
+/// A tmpfs of `size` mounted on `dir` until dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Self {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount (the tests run as root)");
+        assert!(status.success(), "mounting a tmpfs on {}", dir.display());
+        Self(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// An `https://` store with a private CA: refused without the CA bundle, used with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_store_with_a_private_ca_is_trusted_through_its_bundle() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut h = Harness::new("backup-tls", "valkey-8.1", 1, "rdb");
+    let ca = cnredis_pki::CertificateAuthority::generate("private S3 CA").unwrap();
+    let issued = ca
+        .issue_server(&["localhost".to_string()], Duration::from_secs(3600))
+        .unwrap();
+    let (cert, key) = (h.dir.join("s3.crt"), h.dir.join("s3.key"));
+    std::fs::write(&cert, &issued.cert_pem).unwrap();
+    std::fs::write(&key, &issued.key_pem).unwrap();
+    let s3 = S3::start_with(&h.dir, Some((cert, key))).await;
+    write_credentials(&h, "backup", SECRET_KEY);
+    let with_ca = write_credentials(&h, "with-ca", SECRET_KEY);
+    std::fs::write(with_ca.join("CA_BUNDLE"), ca.cert_pem()).unwrap();
+    h.set_primary(Some("c-1"), Some("c-1"));
+    h.start("c-1");
+    h.wait_ready("c-1").await;
+    let target = h.instance("c-1").target();
+
+    h.operator
+        .start_backup(&target, &request(&s3, "untrusted"))
+        .await
+        .unwrap();
+    let untrusted = finished(&h, "c-1", "untrusted").await;
+    let error = untrusted.error.clone().unwrap_or_default();
+    assert_eq!(untrusted.phase, BackupPhase::Failed, "{untrusted:?}");
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    println!("without the CA bundle: {error}");
+
+    let mut trusted = request(&s3, "trusted");
+    trusted.store.credentials = "with-ca".to_string();
+    h.operator.start_backup(&target, &trusted).await.unwrap();
+    let report = finished(&h, "c-1", "trusted").await;
+    assert_eq!(report.phase, BackupPhase::Completed, "{report:?}");
 }
 
 /// Latencies (µs) of SET+GET round trips against `name` until `stop` is set.
@@ -510,7 +627,10 @@ async fn bench_backup_and_restore() {
         began.elapsed().as_secs_f64()
     );
 
-    // Ceiling 1: BGSAVE alone, on the replica.
+    // Ceiling 1: BGSAVE alone, on the replica, with the primary's latency meanwhile.
+    let mut rows = Vec::new();
+    let bgsave_stop = Arc::new(AtomicBool::new(false));
+    let bgsave_probe = probe(&h, "c-1", bgsave_stop.clone());
     let mut replica = h.redis("c-2", support::PASSWORD).await.unwrap();
     let began = Instant::now();
     let _: String = redis::cmd("BGSAVE").query_async(&mut replica).await.unwrap();
@@ -529,6 +649,11 @@ async fn bench_backup_and_restore() {
     })
     .await;
     let bgsave = began.elapsed().as_secs_f64();
+    bgsave_stop.store(true, Ordering::Relaxed);
+    rows.push(format!(
+        "primary latency, BGSAVE alone on the replica ({bgsave:.1} s): {}",
+        percentiles(bgsave_probe.await.unwrap())
+    ));
     let rdb = h.instance("c-2").data_dir.join("dump.rdb");
     let size = std::fs::metadata(&rdb).unwrap().len();
     let size_mib = size as f64 / (1024.0 * 1024.0);
@@ -553,7 +678,6 @@ async fn bench_backup_and_restore() {
     let _ = std::fs::remove_file(s3.root.join(BUCKET).join("plain/dump.rdb"));
 
     // The primary's latency: no backup, then a backup from the replica, then one from the primary.
-    let mut rows = Vec::new();
     let stop = Arc::new(AtomicBool::new(false));
     let idle = probe(&h, "c-1", stop.clone());
     tokio::time::sleep(Duration::from_secs(10)).await;

@@ -630,9 +630,11 @@ pub struct RecoverySource {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RecoveryStatus {
+    /// The store holding the backup, with its credentials.
     pub object_store: ObjectStore,
     /// The cluster that wrote the backup.
     pub cluster: String,
+    /// The backup restored (its directory under `<destinationPath>/<cluster>/`).
     pub backup_id: String,
     /// `sha256:<hex>` of the snapshot, from its manifest.
     pub checksum: String,

@@ -20,6 +20,10 @@ pub struct ObjectStore {
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "endpointURL")]
     #[schemars(length(max = 1024))]
     pub endpoint_url: Option<String>,
+    /// Secret key holding the PEM bundle of the CA that signs an `https://` endpoint's certificate, for a
+    /// store with a private CA; trusted in addition to the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "endpointCA")]
+    pub endpoint_ca: Option<SecretKeySelector>,
     /// Region of the bucket; S3-compatible services usually accept the default.
     #[serde(default = "default_region")]
     #[schemars(length(min = 1, max = 64))]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::wire::{MANIFEST_FILE, StoreLocation};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, ObjectStore, RetryConfig};
+use object_store::{Certificate, ClientOptions, ObjectStore, RetryConfig};
 
 /// The snapshot's object name inside a backup's directory.
 pub const SNAPSHOT_FILE: &str = "dump.rdb";
@@ -19,6 +19,8 @@ pub const SNAPSHOT_FILE: &str = "dump.rdb";
 pub const ACCESS_KEY_ID: &str = "ACCESS_KEY_ID";
 pub const SECRET_ACCESS_KEY: &str = "SECRET_ACCESS_KEY";
 pub const SESSION_TOKEN: &str = "SESSION_TOKEN";
+/// PEM bundle of a private CA for an `https://` endpoint.
+pub const CA_BUNDLE: &str = "CA_BUNDLE";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -36,6 +38,8 @@ pub struct Credentials {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub session_token: Option<String>,
+    /// PEM bundle of the CA of a private `https://` endpoint, trusted besides the system's roots.
+    pub ca_bundle: Option<String>,
 }
 
 /// Opens the bucket of `location` with the credentials in `credentials_root/<location.credentials>/`.
@@ -61,6 +65,10 @@ pub fn open(credentials_root: &Path, location: &StoreLocation) -> Result<Arc<dyn
             true => Some(read(SESSION_TOKEN)?),
             false => None,
         },
+        ca_bundle: match dir.join(CA_BUNDLE).exists() {
+            true => Some(read(CA_BUNDLE)?),
+            false => None,
+        },
     };
     open_with(location, credentials)
 }
@@ -70,6 +78,23 @@ pub fn open_with(
     location: &StoreLocation,
     credentials: Credentials,
 ) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    let mut options = ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(120))
+        .with_allow_http(true);
+    if let Some(pem) = &credentials.ca_bundle {
+        let roots = Certificate::from_pem_bundle(pem.as_bytes()).map_err(|error| {
+            StoreError::Config(format!("the endpoint CA bundle is not PEM: {}", describe(&error)))
+        })?;
+        if roots.is_empty() {
+            return Err(StoreError::Config(
+                "the endpoint CA bundle holds no certificate".to_string(),
+            ));
+        }
+        for root in roots {
+            options = options.with_root_certificate(root);
+        }
+    }
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(&location.bucket)
         .with_region(&location.region)
@@ -81,12 +106,7 @@ pub fn open_with(
             retry_timeout: Duration::from_secs(30),
             ..RetryConfig::default()
         })
-        .with_client_options(
-            ClientOptions::new()
-                .with_connect_timeout(Duration::from_secs(5))
-                .with_timeout(Duration::from_secs(120))
-                .with_allow_http(true),
-        );
+        .with_client_options(options);
     if let Some(token) = credentials.session_token {
         builder = builder.with_token(token);
     }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use cnredis_api::RedisCluster;
 use cnredis_api::backup::{BackupPhase, RedisBackup};
-use cnredis_api::common::S3Credentials;
+use cnredis_api::common::ObjectStore as StoreSpec;
 use cnredis_instance_client::objects::{self, Credentials};
 use cnredis_instance_client::wire::{BackupManifest, MANIFEST_FILE};
 use futures::TryStreamExt;
@@ -34,7 +34,7 @@ pub async fn apply_retention(ctx: &Context, cluster: &RedisCluster) -> Result<Ve
     let window = Window::parse(policy)?;
     let namespace = cluster.namespace().unwrap_or_default();
     let location = store_location(&config.object_store)?;
-    let credentials = read_credentials(ctx, &namespace, &config.object_store.s3_credentials).await?;
+    let credentials = read_credentials(ctx, &namespace, &config.object_store).await?;
     let store = objects::open_with(&location, credentials).map_err(|e| e.to_string())?;
     let dir = objects::cluster_dir(&location, &cluster.name_any());
 
@@ -140,8 +140,9 @@ async fn read_manifest(store: &dyn ObjectStore, path: &ObjectPath) -> Option<Tim
 pub async fn read_credentials(
     ctx: &Context,
     namespace: &str,
-    credentials: &S3Credentials,
+    store: &StoreSpec,
 ) -> Result<Credentials, String> {
+    let credentials = &store.s3_credentials;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let read = |selector: SecretKeySelector| {
         let secrets = secrets.clone();
@@ -164,6 +165,10 @@ pub async fn read_credentials(
         access_key_id: read(credentials.access_key_id.clone()).await?,
         secret_access_key: read(credentials.secret_access_key.clone()).await?,
         session_token: match &credentials.session_token {
+            Some(selector) => Some(read(selector.clone()).await?),
+            None => None,
+        },
+        ca_bundle: match &store.endpoint_ca {
             Some(selector) => Some(read(selector.clone()).await?),
             None => None,
         },

@@ -96,7 +96,7 @@ async fn read_manifest(
         &store.region,
         "recovery",
     )?;
-    let credentials = read_credentials(ctx, namespace, &store.s3_credentials).await?;
+    let credentials = read_credentials(ctx, namespace, store).await?;
     let bucket = objects::open_with(&location, credentials).map_err(|e| e.to_string())?;
     let read = |path: object_store::path::Path| {
         let bucket = bucket.clone();

@@ -4,7 +4,7 @@
 //! and no credential is visible in the pod spec or `/proc/*/environ`.
 
 use cnredis_api::RedisCluster;
-use cnredis_api::common::S3Credentials;
+use cnredis_api::common::ObjectStore;
 use cnredis_api::names::instance_api_secret;
 use k8s_openapi::api::core::v1::{
     EmptyDirVolumeSource, KeyToPath, PersistentVolumeClaimVolumeSource, ProjectedVolumeSource,
@@ -91,14 +91,14 @@ pub fn pod_volumes(cluster: &RedisCluster, pod_name: &str) -> Vec<PodVolume> {
     }
     if let Some(backup) = &cluster.spec.backup {
         volumes.push(read_only(
-            object_store_credentials("object-store-backup", &backup.object_store.s3_credentials),
+            object_store_credentials("object-store-backup", &backup.object_store),
             BACKUP_CREDENTIALS_DIR,
         ));
     }
     // Recorded once, before the first pod, and kept: the volume never changes a pod spec afterwards.
     if let Some(recovery) = cluster.status.as_ref().and_then(|s| s.recovery.as_ref()) {
         volumes.push(read_only(
-            object_store_credentials("object-store-recovery", &recovery.object_store.s3_credentials),
+            object_store_credentials("object-store-recovery", &recovery.object_store),
             RECOVERY_CREDENTIALS_DIR,
         ));
     }
@@ -108,7 +108,8 @@ pub fn pod_volumes(cluster: &RedisCluster, pod_name: &str) -> Vec<PodVolume> {
 /// The keys of an object store's credentials as the files the instance manager reads. Optional: a
 /// missing Secret or key must not keep the pod from starting (the database matters more than its
 /// backups); a backup then fails with the missing file's name.
-fn object_store_credentials(name: &str, credentials: &S3Credentials) -> Volume {
+fn object_store_credentials(name: &str, store: &ObjectStore) -> Volume {
+    let credentials = &store.s3_credentials;
     let project = |selector: &SecretKeySelector, file: &str| VolumeProjection {
         secret: Some(SecretProjection {
             name: selector.name.clone(),
@@ -127,6 +128,9 @@ fn object_store_credentials(name: &str, credentials: &S3Credentials) -> Volume {
     ];
     if let Some(token) = &credentials.session_token {
         sources.push(project(token, "SESSION_TOKEN"));
+    }
+    if let Some(ca) = &store.endpoint_ca {
+        sources.push(project(ca, "CA_BUNDLE"));
     }
     Volume {
         name: name.to_string(),
