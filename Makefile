@@ -10,9 +10,10 @@ HELM         = $(shell hack/install-helm.sh | tail -1)
 
 all: build
 
-## build: the static release binaries (cnredis, and the local cluster's cnredis-kubelet)
+## build: the static release binaries (cnredis, the kubectl plugin kubectl-cnredis, and the local
+## cluster's cnredis-kubelet)
 build:
-	cargo build --release --locked -p cnredis -p cnredis-kubelet
+	cargo build --release --locked -p cnredis -p kubectl-cnredis -p cnredis-kubelet
 
 ## tools: build (once, cached under ~/.cache/cnredis) the tools the checks need
 tools:
@@ -62,9 +63,9 @@ cluster-status:
 	e2e/cluster.sh status
 
 ## e2e: on the local cluster, its smoke test, the instance manager's primary-lease test against its API
-## server, the operator's end-to-end test, backups to a real S3 server (e2e/backup/run.sh) and the
-## failover chaos suite (e2e/failover/run.sh); the
-## cluster is torn down (and checked to leave nothing) either way
+## server, the operator's end-to-end test, backups to a real S3 server (e2e/backup/run.sh), the kubectl
+## plugin's commands (e2e/plugin/run.sh) and the failover chaos suite (e2e/failover/run.sh); the cluster
+## is torn down (and checked to leave nothing) either way
 e2e: build deps tools
 	e2e/cluster.sh up
 	status=0; e2e/smoke/run.sh || status=$$?; \
@@ -72,6 +73,7 @@ e2e: build deps tools
 	  cargo test --locked -p cnredis --test lease -- --ignored || status=$$?; \
 	HELM=$(HELM) e2e/controller/run.sh || status=$$?; \
 	e2e/backup/run.sh || status=$$?; \
+	e2e/plugin/run.sh || status=$$?; \
 	e2e/failover/run.sh || status=$$?; \
 	e2e/cluster.sh down || status=$$?; exit $$status
 

@@ -54,4 +54,7 @@ if ! app_client "$NS" "$CLUSTER" demo-client 'set -e
   log "the client failed"
   exit 1
 fi
+log "kubectl cnredis status $CLUSTER (the plugin: target/x86_64-unknown-linux-gnu/release/kubectl-cnredis)"
+PATH=$ROOT/target/x86_64-unknown-linux-gnu/release:$PATH k cnredis -n "$NS" status "$CLUSTER"
+
 log "done; the cluster stays up (make cluster-down removes it). KUBECONFIG=$KUBECONFIG"

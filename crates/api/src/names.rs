@@ -25,6 +25,13 @@ pub const ROLE_REPLICA: &str = "replica";
 /// Annotation on a RedisCluster: JSON list of fenced pod names, `["*"]` fences every instance.
 pub const ANNOTATION_FENCED_INSTANCES: &str = "cnredis.io/fencedInstances";
 
+/// Annotation on a RedisCluster: a restart was asked for at this time (RFC 3339). A new value rolls every
+/// instance, replicas first and the primary last by switchover, like any other change of the pod spec.
+pub const ANNOTATION_RESTARTED_AT: &str = "cnredis.io/restartedAt";
+
+/// Annotation on the instance-API Secret: when its certificate expires (RFC 3339).
+pub const ANNOTATION_CERTIFICATE_NOT_AFTER: &str = "cnredis.io/certificateNotAfter";
+
 /// Redis protocol port.
 pub const REDIS_PORT: u16 = 6379;
 /// Where instance pods find the object stores' credentials: one directory per store, holding

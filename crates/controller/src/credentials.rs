@@ -16,7 +16,7 @@ use kube::{Api, Client, ResourceExt};
 /// Secret holding the operator's CA in the operator's namespace.
 pub const CA_SECRET: &str = "cnredis-ca";
 /// Annotation on an instance-API Secret: when its certificate expires (RFC 3339).
-pub const NOT_AFTER: &str = "cnredis.io/certificateNotAfter";
+pub const NOT_AFTER: &str = cnredis_api::names::ANNOTATION_CERTIFICATE_NOT_AFTER;
 /// Validity of issued certificates, and how long before expiry they are replaced.
 pub const CERTIFICATE_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 pub const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);

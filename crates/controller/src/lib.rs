@@ -5,6 +5,7 @@ pub mod backup;
 pub mod cluster;
 pub mod context;
 pub mod credentials;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod run;

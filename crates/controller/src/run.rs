@@ -220,6 +220,10 @@ fn worth_reconciling(cluster: &RedisCluster) -> Option<u64> {
         .annotations()
         .get(cnredis_api::names::ANNOTATION_FENCED_INSTANCES)
         .hash(&mut hasher);
+    cluster
+        .annotations()
+        .get(cnredis_api::names::ANNOTATION_RESTARTED_AT)
+        .hash(&mut hasher);
     status.target_primary.hash(&mut hasher);
     status.current_primary.hash(&mut hasher);
     status

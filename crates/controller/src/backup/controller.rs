@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -412,16 +412,7 @@ async fn write_status(
 }
 
 async fn publish(ctx: &Context, backup: &RedisBackup, type_: EventType, reason: &str, note: &str) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note.chars().take(1024).collect()),
-        action: "Backup".to_string(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &backup.object_ref(&())).await {
-        tracing::warn!(%error, reason, "cannot publish an event");
-    }
+    crate::events::publish(ctx, &backup.object_ref(&()), None, type_, reason, "Backup", note).await
 }
 
 /// `s3://bucket/prefix` as the instance manager's store location (credentials: the cluster's own).

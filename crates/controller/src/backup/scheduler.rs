@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, OwnerReference, Time};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -252,14 +252,14 @@ async fn publish(
     reason: &str,
     note: &str,
 ) {
-    let event = Event {
+    crate::events::publish(
+        ctx,
+        &scheduled.object_ref(&()),
+        None,
         type_,
-        reason: reason.to_string(),
-        note: Some(note.to_string()),
-        action: "Schedule".to_string(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &scheduled.object_ref(&())).await {
-        tracing::warn!(%error, reason, "cannot publish an event");
-    }
+        reason,
+        "Schedule",
+        note,
+    )
+    .await
 }

@@ -10,7 +10,7 @@ use cnredis_api::names::{
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -696,14 +696,15 @@ pub async fn publish_about(
     action: &str,
     note: &str,
 ) {
-    let event = Event {
+    let related = pod.map(|pod| pod.object_ref(&()));
+    crate::events::publish(
+        ctx,
+        &cluster.object_ref(&()),
+        related,
         type_,
-        reason: reason.to_string(),
-        note: Some(note.to_string()),
-        action: action.to_string(),
-        secondary: pod.map(|pod| pod.object_ref(&())),
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
-        tracing::warn!(%error, reason, "cannot publish an event");
-    }
+        reason,
+        action,
+        note,
+    )
+    .await
 }

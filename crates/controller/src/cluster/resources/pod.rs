@@ -11,8 +11,9 @@ mod tests;
 use std::collections::BTreeMap;
 
 use cnredis_api::RedisCluster;
-use cnredis_api::names::{LABEL_INSTANCE_NAME, LABEL_ROLE, instance_name};
+use cnredis_api::names::{ANNOTATION_RESTARTED_AT, LABEL_INSTANCE_NAME, LABEL_ROLE, instance_name};
 use k8s_openapi::api::core::v1::{Pod, PodSecurityContext, PodSpec, SeccompProfile};
+use kube::ResourceExt;
 
 use super::meta::{COMPONENT_DATABASE, cluster_name, owned_meta};
 use super::rbac::instance_service_account;
@@ -55,17 +56,31 @@ pub fn desired_pod(inputs: &PodInputs) -> Pod {
         spec: Some(pod_spec(cluster, &name, inputs.operator_image)),
         status: None,
     };
+    let mut annotations = BTreeMap::new();
+    if let Some(restarted) = cluster.annotations().get(ANNOTATION_RESTARTED_AT) {
+        annotations.insert(ANNOTATION_RESTARTED_AT.to_string(), restarted.clone());
+    }
+    pod.metadata.annotations = Some(annotations);
     let hash = pod_spec_hash(&pod);
-    pod.metadata.annotations = Some(BTreeMap::from([(ANNOTATION_POD_SPEC_HASH.to_string(), hash)]));
+    pod.metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(ANNOTATION_POD_SPEC_HASH.to_string(), hash);
     pod
 }
 
-/// Hash of what a rolling update must roll out: the pod's spec, and nothing of its metadata (a role label
-/// changes on every switchover without the pod being out of date). FNV-1a 64 over the spec's JSON, as 16
-/// hex digits: stable across processes and operator restarts, unlike `std`'s randomly seeded hasher.
+/// Hash of what a rolling update must roll out: the pod's spec and the restart asked for on the cluster
+/// (`cnredis.io/restartedAt`, e.g. by `kubectl cnredis restart`), and nothing else of its metadata (a
+/// role label changes on every switchover without the pod being out of date). FNV-1a 64 over the spec's
+/// JSON, as 16 hex digits: stable across processes and operator restarts, unlike `std`'s randomly seeded
+/// hasher.
 pub fn pod_spec_hash(pod: &Pod) -> String {
     // The JSON of a k8s-openapi struct is deterministic: fields in declaration order, maps are BTreeMaps.
-    let json = serde_json::to_vec(&pod.spec).expect("a PodSpec serializes to JSON");
+    let mut json = serde_json::to_vec(&pod.spec).expect("a PodSpec serializes to JSON");
+    if let Some(restarted) = pod.annotations().get(ANNOTATION_RESTARTED_AT) {
+        json.extend_from_slice(b"\nrestartedAt=");
+        json.extend_from_slice(restarted.as_bytes());
+    }
     format!("{:016x}", fnv1a_64(&json))
 }
 

@@ -733,6 +733,34 @@ fn spec_hash_changes_with_what_a_rolling_update_must_roll_out() {
 }
 
 #[test]
+fn a_restart_asked_for_on_the_cluster_changes_the_hash_once() {
+    let restarted = |at: &str| {
+        let mut cluster = cluster("c").build();
+        cluster
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert("cnredis.io/restartedAt".into(), at.into());
+        pod_with_role(&cluster, Some("replica"))
+    };
+    let base = pod_spec_hash(&instance_pod(cluster("c")));
+    let first = restarted("2026-12-02T06:00:00Z");
+    assert_eq!(
+        first.annotations()["cnredis.io/restartedAt"],
+        "2026-12-02T06:00:00Z"
+    );
+    assert_ne!(first.annotations()["cnredis.io/podSpecHash"], base);
+    assert_eq!(
+        restarted("2026-12-02T06:00:00Z").annotations(),
+        first.annotations()
+    );
+    assert_ne!(
+        restarted("2026-12-02T07:00:00Z").annotations()["cnredis.io/podSpecHash"],
+        first.annotations()["cnredis.io/podSpecHash"]
+    );
+}
+
+#[test]
 fn spec_hash_is_fnv1a_64() {
     // Reference values of the FNV-1a 64-bit hash.
     assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
