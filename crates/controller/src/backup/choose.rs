@@ -69,6 +69,12 @@ fn unfit(instance: &Observed, current_primary: Option<&str>) -> Option<String> {
     if pod.terminating {
         return Some("its pod is being deleted".to_string());
     }
+    if !pod.backup_credentials {
+        return Some(
+            "its pod does not mount the object store credentials yet (the rolling update after spec.backup was set replaces it)"
+                .to_string(),
+        );
+    }
     let Some(report) = instance.report.as_ref().filter(|r| r.answered) else {
         return Some("its instance manager or server does not answer".to_string());
     };
@@ -112,6 +118,7 @@ mod tests {
             serial: 0,
             pod: Some(PodFacts {
                 ready: true,
+                backup_credentials: true,
                 ..PodFacts::default()
             }),
             pvc: true,
@@ -179,5 +186,22 @@ mod tests {
         // A pod that serves as primary without being the cluster's primary is not backed up.
         let stray = [instance("c-9", Role::Primary, 100)];
         assert!(choose(&stray, Some("c-1"), BackupTarget::PreferReplica).is_err());
+    }
+
+    #[test]
+    fn a_pod_without_the_credentials_waits_for_the_rolling_update() {
+        let mut old = instance("c-2", Role::Replica, 100);
+        old.pod.as_mut().unwrap().backup_credentials = false;
+        let choice = choose(
+            &[old.clone(), instance("c-3", Role::Replica, 90)],
+            Some("c-1"),
+            BackupTarget::PreferReplica,
+        );
+        assert_eq!(choice.unwrap().pod, "c-3");
+        let why = choose(&[old], Some("c-1"), BackupTarget::PreferReplica).unwrap_err();
+        assert!(
+            why.contains("c-2: its pod does not mount the object store credentials yet"),
+            "{why}"
+        );
     }
 }

@@ -85,6 +85,11 @@ pub async fn observe(
                 .any(|c| c.type_ == "Ready" && c.status == "True"),
             failed: status.phase.as_deref() == Some("Failed"),
             spec_hash: pod.annotations().get(POD_SPEC_HASH).cloned(),
+            backup_credentials: pod
+                .spec
+                .iter()
+                .flat_map(|s| s.volumes.iter().flatten())
+                .any(|v| v.name == crate::cluster::resources::BACKUP_CREDENTIALS_VOLUME),
         });
         by_name.insert(pod.name_any(), pod);
     }

@@ -41,6 +41,9 @@ pub struct PodFacts {
     pub failed: bool,
     /// `cnredis.io/podSpecHash` of the running pod.
     pub spec_hash: Option<String>,
+    /// The pod mounts the backup object store's credentials: pods created before `spec.backup` was set
+    /// do not, until the rolling update replaces them.
+    pub backup_credentials: bool,
 }
 
 /// The cluster's wishes and memory: from the spec and the status.

@@ -23,7 +23,7 @@ pub use meta::{
     cluster_labels,
 };
 pub use pdb::{desired_pdbs, primary_pdb_name, replicas_pdb_name};
-pub use pod::{ANNOTATION_POD_SPEC_HASH, PodInputs, desired_pod, pod_spec_hash};
+pub use pod::{ANNOTATION_POD_SPEC_HASH, BACKUP_CREDENTIALS_VOLUME, PodInputs, desired_pod, pod_spec_hash};
 pub use rbac::{desired_instance_rbac, instance_service_account};
 pub use secrets::{
     APP_USERNAME, auth_secret_name, desired_app_secret, desired_auth_secret, desired_instance_api_secret,

@@ -5,6 +5,8 @@
 mod containers;
 mod volumes;
 
+pub use volumes::BACKUP_CREDENTIALS_VOLUME;
+
 #[cfg(test)]
 mod tests;
 

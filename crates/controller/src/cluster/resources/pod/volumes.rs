@@ -16,6 +16,8 @@ use crate::cluster::resources::secrets::{PASSWORD_KEY, auth_secret_name};
 
 /// Shared by both containers: the `cnredis` binary, and the instance manager's run directory.
 pub const CONTROLLER_VOLUME: &str = "controller";
+/// The projected volume of the backup object store's credentials (present while `spec.backup` is set).
+pub const BACKUP_CREDENTIALS_VOLUME: &str = "object-store-backup";
 pub const CONTROLLER_DIR: &str = "/controller";
 pub const DATA_DIR: &str = "/data";
 pub const RUN_DIR: &str = "/controller/run";
@@ -91,7 +93,7 @@ pub fn pod_volumes(cluster: &RedisCluster, pod_name: &str) -> Vec<PodVolume> {
     }
     if let Some(backup) = &cluster.spec.backup {
         volumes.push(read_only(
-            object_store_credentials("object-store-backup", &backup.object_store),
+            object_store_credentials(BACKUP_CREDENTIALS_VOLUME, &backup.object_store),
             BACKUP_CREDENTIALS_DIR,
         ));
     }
