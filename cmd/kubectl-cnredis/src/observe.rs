@@ -82,28 +82,8 @@ pub async fn observe(kube: &Kube, name: &str) -> anyhow::Result<Observed> {
         instances.insert(pod, answer);
     }
 
-    let backups: Api<RedisBackup> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    let backups = backups
-        .list(&ListParams::default())
-        .await
-        .map(|l| {
-            l.items
-                .into_iter()
-                .filter(|b| b.spec.cluster.name == name)
-                .collect()
-        })
-        .unwrap_or_default();
-    let schedules: Api<RedisScheduledBackup> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    let scheduled_backups = schedules
-        .list(&ListParams::default())
-        .await
-        .map(|l| {
-            l.items
-                .into_iter()
-                .filter(|b| b.spec.cluster.name == name)
-                .collect()
-        })
-        .unwrap_or_default();
+    let backups = of_cluster(kube, |b: &RedisBackup| b.spec.cluster.name == name).await;
+    let scheduled_backups = of_cluster(kube, |s: &RedisScheduledBackup| s.spec.cluster.name == name).await;
 
     Ok(Observed {
         observed_at: Time(Timestamp::now()),
@@ -116,6 +96,22 @@ pub async fn observe(kube: &Kube, name: &str) -> anyhow::Result<Observed> {
         backups,
         scheduled_backups,
     })
+}
+
+/// The objects of kind `K` in the namespace that `of_this` accepts; none when they cannot be listed.
+async fn of_cluster<K>(kube: &Kube, of_this: impl Fn(&K) -> bool) -> Vec<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    api.list(&ListParams::default())
+        .await
+        .map(|list| list.items.into_iter().filter(|o| of_this(o)).collect())
+        .unwrap_or_default()
 }
 
 /// `GET /v1/status` of one instance through `pods/proxy` (the instance API serves it without a client
