@@ -64,8 +64,9 @@ cluster-status:
 
 ## e2e: on the local cluster, its smoke test, the instance manager's primary-lease test against its API
 ## server, the operator's end-to-end test, backups to a real S3 server (e2e/backup/run.sh), the kubectl
-## plugin's commands (e2e/plugin/run.sh) and the failover chaos suite (e2e/failover/run.sh); the cluster
-## is torn down (and checked to leave nothing) either way
+## plugin's commands (e2e/plugin/run.sh), every command block of the runbooks (e2e/runbooks/run.sh) and
+## the failover chaos suite (e2e/failover/run.sh); the cluster is torn down (and checked to leave
+## nothing) either way
 e2e: build deps tools
 	e2e/cluster.sh up
 	status=0; e2e/smoke/run.sh || status=$$?; \
@@ -74,6 +75,7 @@ e2e: build deps tools
 	HELM=$(HELM) e2e/controller/run.sh || status=$$?; \
 	e2e/backup/run.sh || status=$$?; \
 	e2e/plugin/run.sh || status=$$?; \
+	e2e/runbooks/run.sh || status=$$?; \
 	e2e/failover/run.sh || status=$$?; \
 	e2e/cluster.sh down || status=$$?; exit $$status
 
