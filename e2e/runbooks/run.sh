@@ -18,7 +18,9 @@ DIR=${CNREDIS_E2E_DIR:-/var/tmp/cnredis-e2e}
 CACHE=${CNREDIS_CACHE:-$HOME/.cache/cnredis}
 REAL_KUBECTL=${KUBECTL:-$(ls -d "$CACHE"/kube-v1.35.*/bin/kubectl | sort -V | tail -1)}
 NS=runbooks
-RUNBOOKS=${RUNBOOKS:-switchover fencing failover backup restore}
+# In an order that leaves each runbook the state it assumes (after switchover.md, sessions-2 is a replica).
+ALL_RUNBOOKS="switchover restart scaling fencing failover backup restore"
+RUNBOOKS=${RUNBOOKS:-$ALL_RUNBOOKS}
 WORK=$(mktemp -d)
 mkdir -p "$WORK/bin"
 ln -s "$ROOT/target/x86_64-unknown-linux-gnu/release/kubectl-cnredis" "$WORK/bin/kubectl-cnredis"
@@ -98,6 +100,12 @@ while i < len(lines):
     i += 1
 PY
 }
+
+# A runbook nobody added to the list would never be run.
+for file in "$ROOT"/docs/runbooks/*.md; do
+  name=$(basename "$file" .md)
+  [[ " $ALL_RUNBOOKS " == *" $name "* ]] || fail "docs/runbooks/$name.md is not in ALL_RUNBOOKS of $0"
+done
 
 for runbook in $RUNBOOKS; do
   file=$ROOT/docs/runbooks/$runbook.md
