@@ -60,6 +60,10 @@ pub fn edit(
     })
 }
 
+/// Attempts at the annotation edit: the operator writes the object too, and an edit made on a stale
+/// `resourceVersion` is refused (409) rather than overwrite; it is then redone on a fresh read.
+const EDIT_ATTEMPTS: usize = 5;
+
 pub async fn run(
     kube: &Kube,
     cluster_name: &str,
@@ -67,39 +71,49 @@ pub async fn run(
     on: bool,
     wait: Option<Duration>,
 ) -> anyhow::Result<()> {
-    let cluster = observe::cluster(kube, cluster_name).await?;
-    let pods = observe::pods(kube, &cluster).await?;
-    let mut instances: Vec<String> = cluster
-        .status
-        .iter()
-        .flat_map(|s| s.instances_status.iter().map(|i| i.name.clone()))
-        .chain(pods.iter().map(|p| p.name_any()))
-        .collect();
-    instances.sort();
-    instances.dedup();
-    let current = FencedInstances::parse(
-        cluster
-            .annotations()
-            .get(ANNOTATION_FENCED_INSTANCES)
-            .map(String::as_str),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}; fix the annotation by hand"))?;
-    let next = edit(&current, instance, on, &instances).map_err(anyhow::Error::msg)?;
-    if next == current {
-        println!("{cluster_name}: nothing to change ({})", describe(&current));
-    } else {
-        let clusters: Api<RedisCluster> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let clusters: Api<RedisCluster> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let mut attempt = 0;
+    let (pods, instances, next) = loop {
+        attempt += 1;
+        let cluster = observe::cluster(kube, cluster_name).await?;
+        let pods = observe::pods(kube, &cluster).await?;
+        let mut instances: Vec<String> = cluster
+            .status
+            .iter()
+            .flat_map(|s| s.instances_status.iter().map(|i| i.name.clone()))
+            .chain(pods.iter().map(|p| p.name_any()))
+            .collect();
+        instances.sort();
+        instances.dedup();
+        let current = FencedInstances::parse(
+            cluster
+                .annotations()
+                .get(ANNOTATION_FENCED_INSTANCES)
+                .map(String::as_str),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}; fix the annotation by hand"))?;
+        let next = edit(&current, instance, on, &instances).map_err(anyhow::Error::msg)?;
+        if next == current {
+            println!("{cluster_name}: nothing to change ({})", describe(&current));
+            break (pods, instances, next);
+        }
         // The resourceVersion makes the edit fail rather than overwrite a concurrent one.
         let patch = json!({"metadata": {
             "resourceVersion": cluster.resource_version(),
             "annotations": {ANNOTATION_FENCED_INSTANCES: next.to_annotation()},
         }});
-        clusters
+        match clusters
             .patch(cluster_name, &PatchParams::default(), &Patch::Merge(patch))
             .await
-            .map_err(|e| anyhow::anyhow!("cannot annotate {cluster_name}: {e}"))?;
-        println!("{cluster_name}: {}", describe(&next));
-    }
+        {
+            Ok(_) => {
+                println!("{cluster_name}: {}", describe(&next));
+                break (pods, instances, next);
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 && attempt < EDIT_ATTEMPTS => continue,
+            Err(e) => anyhow::bail!("cannot annotate {cluster_name}: {e}"),
+        }
+    };
     let Some(timeout) = wait else { return Ok(()) };
     let watched: Vec<String> = instances
         .into_iter()
