@@ -11,7 +11,9 @@
 #   - backup creates a RedisBackup and follows it to completed; status lists it;
 #   - report cluster writes a zip with the cluster's objects, instance reports and logs, the operator's
 #     logs, and not one secret value;
-#   - restart of a replica recreates it; of the primary is refused; of the cluster rolls every pod.
+#   - restart of a replica recreates it; of the primary is refused; of the cluster rolls every pod;
+#   - cli opens valkey-cli on the primary or a named replica (--local: the local kubelet has no exec);
+#   - reload after a password rotation: every instance takes the new password at once, none restarts.
 # The -o json of each state is kept in $CNREDIS_PLUGIN_RECORD (if set): the golden tests' fixtures come
 # from there. Prints "N passed, N failed".
 set -uo pipefail
@@ -94,7 +96,7 @@ if cnredis version >"$WORK/version" 2>&1 && shows "$WORK/version" "kubectl-cnred
 else
   fail "version: $(cat "$WORK/version")"
 fi
-"$KUBECTL" cnredis --help >"$WORK/help" 2>&1 && shows "$WORK/help" status promote fence restart backup >/dev/null \
+"$KUBECTL" cnredis --help >"$WORK/help" 2>&1 && shows "$WORK/help" status promote fence restart reload cli backup >/dev/null \
   && ok "kubectl finds the plugin: kubectl cnredis --help lists its commands" || fail "help: $(head -5 "$WORK/help")"
 cnredis status missing >"$WORK/missing" 2>&1
 [[ $? -ne 0 ]] && shows "$WORK/missing" "RedisCluster missing not found in namespace $NS" >/dev/null \
@@ -220,6 +222,39 @@ then
 else
   fail "report contents: $(cat "$WORK/report-check")"
 fi
+
+# --- cli: on the primary by default, on a named instance, from this machine (--local: the local
+# cluster's kubelet has no exec, the way the default goes in)
+ln -sf "$CLI" "$WORK/bin/valkey-cli"
+cnredis cli "$C" --local -- SET plugin:cli hello >"$WORK/cli-set" 2>&1 && shows "$WORK/cli-set" OK >/dev/null \
+  && ok "cli --local writes on the primary" || fail "cli --local SET: $(cat "$WORK/cli-set")"
+replica_has() { cnredis cli "$C" "$(replica_of 1)" --local -- GET plugin:cli 2>&1 | grep -qx hello; }
+wait_until "cli --local reads the write on $(replica_of 1)" 20 replica_has
+cnredis cli "$C" "$(replica_of 1)" --local -- ROLE >"$WORK/cli-role" 2>&1 && [[ $(head -1 "$WORK/cli-role") == slave ]] \
+  && ok "cli --local on a named replica: $(tr '\n' ' ' <"$WORK/cli-role")" || fail "cli ROLE on a replica: $(cat "$WORK/cli-role")"
+cnredis cli "$C" "$C-9" --local -- PING >"$WORK/cli-unknown" 2>&1
+[[ $? -ne 0 ]] && shows "$WORK/cli-unknown" "$C-9 is not a running pod of $C" >/dev/null \
+  && ok "cli on an unknown instance refused: $(cat "$WORK/cli-unknown")" || fail "cli on an unknown instance: $(cat "$WORK/cli-unknown")"
+timeout 20 "$KUBECTL" cnredis -n "$NS" cli "$C" -- PING </dev/null >"$WORK/cli-exec" 2>&1
+[[ $? -ne 0 ]] && ok "cli through kubectl exec fails where the kubelet has no exec: $(head -c 200 "$WORK/cli-exec")" \
+  || fail "cli through exec on the local cluster: $(cat "$WORK/cli-exec")"
+
+# --- reload after a password rotation: every instance takes the new password, nothing restarts
+before=$(k get pods -l cnredis.io/cluster="$C" -o jsonpath='{range .items[*]}{.metadata.uid}{end}')
+old_pw=$(pw)
+k patch secret "$C-auth" --type merge -p '{"stringData":{"password":"rotated-by-the-plugin-test"}}' >/dev/null
+cnredis reload "$C" --timeout 60 >"$WORK/reload" 2>&1 && shows "$WORK/reload" "3/3 instances applied the reload" >/dev/null \
+  && ok "reload: $(tr '\n' ';' <"$WORK/reload")" || fail "reload: $(cat "$WORK/reload")"
+[[ $(pw) == rotated-by-the-plugin-test ]] && ok "$C-app holds the new password" || fail "$C-app password not rotated"
+for pod in $(k get pods -l cnredis.io/cluster="$C" -o jsonpath='{.items[*].metadata.name}'); do
+  new_ok=$(REDISCLI_AUTH=rotated-by-the-plugin-test timeout 3 ip netns exec "$(netns_of "$pod")" "$CLI" -h 127.0.0.1 PING 2>&1)
+  old_no=$(REDISCLI_AUTH=$old_pw timeout 3 ip netns exec "$(netns_of "$pod")" "$CLI" -h 127.0.0.1 PING 2>&1)
+  [[ $new_ok == PONG && $old_no != PONG ]] && ok "$pod takes the new password and refuses the old one right after reload" \
+    || fail "$pod after reload: new password -> $new_ok; old password -> $old_no"
+done
+after=$(k get pods -l cnredis.io/cluster="$C" -o jsonpath='{range .items[*]}{.metadata.uid}{end}')
+[[ $before == "$after" ]] && ok "no pod was recreated by the reload" || fail "pods changed across the reload"
+wait_until "cluster healthy after the rotation" 60 healthy
 
 # --- status with the operator stopped
 "$KUBECTL" -n cnredis-system scale deploy/cnredis --replicas=0 >/dev/null

@@ -9,6 +9,7 @@
 # newest RedisBackup. A comment on the line before a fence says how to run it:
 #   <!-- runbook-test: until-stopped N -->   runs until stopped (`-w`): ran N seconds, then stopped
 #   <!-- runbook-test: skip REASON -->       not run, with why
+#   <!-- runbook-test: given STATE -->       run after given_STATE (below) put the cluster in that state
 # Every other block must exit 0 within 120 s. After the blocks, the restore the runbook started must
 # reach Healthy. Prints "N passed, N failed".
 set -uo pipefail
@@ -19,12 +20,15 @@ CACHE=${CNREDIS_CACHE:-$HOME/.cache/cnredis}
 REAL_KUBECTL=${KUBECTL:-$(ls -d "$CACHE"/kube-v1.35.*/bin/kubectl | sort -V | tail -1)}
 NS=runbooks
 # In an order that leaves each runbook the state it assumes (after switchover.md, sessions-2 is a replica).
-ALL_RUNBOOKS="switchover restart scaling fencing failover backup restore"
+ALL_RUNBOOKS="switchover restart scaling storage password fencing stuck failover backup restore"
 RUNBOOKS=${RUNBOOKS:-$ALL_RUNBOOKS}
 WORK=$(mktemp -d)
 mkdir -p "$WORK/bin"
 ln -s "$ROOT/target/x86_64-unknown-linux-gnu/release/kubectl-cnredis" "$WORK/bin/kubectl-cnredis"
 ln -s "$REAL_KUBECTL" "$WORK/bin/kubectl"
+# `kubectl cnredis cli` from this machine to the pod's IP: the local kubelet has no exec.
+ln -s "$CACHE/images/valkey-8.1/usr/local/bin/valkey-cli" "$WORK/bin/valkey-cli"
+export CNREDIS_CLI_LOCAL=1
 cp "$DIR/admin.kubeconfig" "$WORK/kubeconfig"
 export KUBECONFIG=$WORK/kubeconfig PATH=$WORK/bin:$PATH NO_COLOR=1
 KUBECTL=kubectl
@@ -41,6 +45,16 @@ eval "$(S3_ADVERTISE=10.245.0.1 "$E2E/s3.sh" env)"
 healthy() {
   local s; s=$(kubectl get rcl "$1" -o jsonpath='{.status.phase}/{.status.readyInstances}')
   [[ $s == Healthy/3 ]] || { echo "$1: $s"; return 1; }
+}
+phase_is() {
+  local p; p=$(kubectl get rcl "$1" -o jsonpath='{.status.phase}')
+  [[ $p == "$2" ]] || { echo "$1: $p"; return 1; }
+}
+# given_STATE: what a `given STATE` block acts on.
+given_waiting_for_the_user() {
+  kubectl patch rcl sessions --type merge -p '{"spec":{"primaryUpdateStrategy":"supervised"}}' >/dev/null
+  kubectl annotate rcl sessions cnredis.io/restartedAt="$(date -u +%FT%T.%NZ)" --overwrite >/dev/null
+  wait_until "sessions waits for the user" 240 phase_is sessions "Waiting for the user"
 }
 backup_done() { [[ $(kubectl get rbak "$1" -o jsonpath='{.status.phase}') == completed ]]; }
 
@@ -119,6 +133,10 @@ for runbook in $RUNBOOKS; do
       until-stopped*)
         timeout "${directive#until-stopped }" bash -euo pipefail -c "$code" >"$WORK/out" 2>&1
         rc=$?; [[ $rc == 124 ]] && rc=0 ;;
+      given*)
+        given=given_${directive#given }
+        "${given//-/_}" >"$WORK/out" 2>&1 || { fail "$where: given ${directive#given }: $(cat "$WORK/out")"; continue; }
+        timeout 120 bash -euo pipefail -c "$code" >"$WORK/out" 2>&1; rc=$? ;;
       run) timeout 120 bash -euo pipefail -c "$code" >"$WORK/out" 2>&1; rc=$? ;;
       *) fail "$where: unknown directive '$directive'"; continue ;;
     esac
@@ -129,8 +147,9 @@ for runbook in $RUNBOOKS; do
 $(cat "$WORK/out")"
     fi
   done < <(blocks "$file")
-  # The next runbook starts from a healthy, unfenced cluster.
+  # The next runbook starts from a healthy, unfenced cluster that updates its primary by itself.
   kubectl annotate rcl sessions orders cnredis.io/fencedInstances- >/dev/null 2>&1
+  kubectl patch rcl sessions --type merge -p '{"spec":{"primaryUpdateStrategy":"unsupervised"}}' >/dev/null
   wait_until "$runbook: sessions healthy again" 120 healthy sessions
 done
 

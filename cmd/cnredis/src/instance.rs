@@ -139,3 +139,52 @@ async fn run_async(args: InstanceRunArgs) -> anyhow::Result<()> {
     })
     .await
 }
+
+/// `cnredis instance cli`: the engine's cli on this instance's server, through its unix socket,
+/// authenticated with the mounted password. What `kubectl cnredis cli` runs in the pod (`kubectl exec`),
+/// from the container's environment.
+#[derive(Args, Debug)]
+pub struct InstanceCliArgs {
+    /// The instance manager's run directory (holds the server's socket).
+    #[arg(long, env = "CNREDIS_RUN_DIR", default_value = "/controller/run")]
+    run_dir: PathBuf,
+    /// File holding the server password.
+    #[arg(long, env = "CNREDIS_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
+    /// Directory searched for valkey-cli / redis-cli before PATH.
+    #[arg(long, env = "CNREDIS_ENGINE_DIR")]
+    engine_dir: Option<PathBuf>,
+    /// Arguments for the cli: a command to run once, or nothing for an interactive session.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// Replaces this process with the cli; returns only when it cannot start.
+pub fn cli(args: InstanceCliArgs) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let binary = find_cli(args.engine_dir.as_deref())
+        .context("neither valkey-cli nor redis-cli is in the engine directory or PATH")?;
+    let mut command = std::process::Command::new(&binary);
+    command
+        .arg("-s")
+        .arg(args.run_dir.join(cnredis_instance::manager::SERVER_SOCKET))
+        .args(&args.args);
+    if let Some(path) = &args.password_file {
+        let password = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the password file {}", path.display()))?;
+        // The environment, not an argument: arguments are visible to every process of the pod.
+        command.env("REDISCLI_AUTH", password.trim_end_matches(['\n', '\r']));
+    }
+    let error = command.exec();
+    Err(error).with_context(|| format!("running {}", binary.display()))
+}
+
+fn find_cli(engine_dir: Option<&std::path::Path>) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = engine_dir.map(PathBuf::from).into_iter().collect();
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    ["valkey-cli", "redis-cli"]
+        .iter()
+        .find_map(|name| dirs.iter().map(|dir| dir.join(name)).find(|path| path.is_file()))
+}

@@ -69,6 +69,9 @@ struct ControllerArgs {
 enum InstanceCommand {
     /// Run as PID 1 of an instance pod: supervise the server and serve the instance API.
     Run(Box<instance::InstanceRunArgs>),
+    /// Open valkey-cli (or redis-cli) on this instance's server: its unix socket, the mounted password.
+    /// `kubectl cnredis cli` runs it through `kubectl exec`; ARGS go to the cli.
+    Cli(instance::InstanceCliArgs),
 }
 
 fn main() -> ExitCode {
@@ -109,6 +112,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Instance(InstanceCommand::Run(args)) => {
             instance::run(*args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Instance(InstanceCommand::Cli(args)) => {
+            instance::cli(args)?;
             Ok(ExitCode::SUCCESS)
         }
     }

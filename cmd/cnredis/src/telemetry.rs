@@ -22,8 +22,12 @@ pub enum LogFormat {
 pub fn init(args: &TelemetryArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&args.log_level)
         .map_err(|e| anyhow::anyhow!("invalid --log-level {:?}: {e}", args.log_level))?;
+    // Colours only on a terminal: a pod's log is a file, read with kubectl logs, grep and log shippers.
+    let colour =
+        std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Json => builder.json().init(),

@@ -271,6 +271,47 @@ async fn lifecycle(engine: &str) {
     wait_value_with(&h, "c-1", "second-password", "k5", "v5").await;
     let mut replica = h.redis("c-1", "second-password").await.unwrap();
 
+    // A reload: the kubelet writes the reload's time beside the password; the manager reports it once it
+    // applied what the files hold.
+    std::fs::write(
+        h.password_file.with_file_name("reloaded-at"),
+        "2026-12-02T17:00:00Z",
+    )
+    .unwrap();
+    for pod in ["c-1", "c-2"] {
+        eventually(&format!("{pod} reports the reload"), WAIT, || async {
+            let report = h.status(pod).await?;
+            match report.reloaded_at.as_deref() {
+                Some("2026-12-02T17:00:00Z") => Ok(()),
+                other => Err(format!("reloadedAt {other:?}")),
+            }
+        })
+        .await;
+    }
+
+    // `cnredis instance cli` (what `kubectl cnredis cli` runs in the pod): the server's socket, the
+    // mounted password, the cli's arguments.
+    let cli = |pod: &str, args: &[&str]| {
+        let output = std::process::Command::new(support::binary())
+            .args(["instance", "cli", "--run-dir"])
+            .arg(h.dir.join(pod).join("run"))
+            .arg("--password-file")
+            .arg(&h.password_file)
+            .arg("--engine-dir")
+            .arg(support::engine_dir(&h.engine))
+            .args(args)
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).trim().to_string(),
+        )
+    };
+    assert_eq!(cli("c-2", &["GET", "k5"]), (true, "v5".to_string()));
+    let (_, role) = cli("c-1", &["ROLE"]);
+    assert!(role.starts_with("slave") || role.starts_with("replica"), "{role}");
+
     // Spec changes: what the server takes live is applied at once, the rest is reported as pending.
     h.set_spec("memory", serde_json::json!({"maxmemoryPercent": 50}));
     h.set_spec(

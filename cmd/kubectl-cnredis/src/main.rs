@@ -2,11 +2,14 @@
 //! PATH, kubectl runs it for `kubectl cnredis ...`. This file parses the command line and dispatches.
 
 mod backup;
+mod cli;
 mod connect;
 mod fence;
+mod follow;
 mod install;
 mod observe;
 mod promote;
+mod reload;
 mod render;
 mod report;
 mod restart;
@@ -47,6 +50,11 @@ enum Command {
     Fence(FenceCommand),
     /// Restart every instance (rolling: replicas first, the primary last by switchover), or one replica.
     Restart(RestartArgs),
+    /// Re-read the configuration and the secrets (the password) without a restart, and wait until every
+    /// instance has applied them.
+    Reload(ReloadArgs),
+    /// Open valkey-cli (or redis-cli) on the primary or on INSTANCE; ARGS after `--` run once.
+    Cli(CliArgs),
     /// Take a backup of a cluster now (creates a RedisBackup) and follow it.
     Backup(BackupArgs),
     /// Collect a support report (a zip; secret values redacted).
@@ -178,6 +186,36 @@ struct RestartArgs {
 }
 
 #[derive(Args, Debug)]
+struct ReloadArgs {
+    /// The RedisCluster.
+    cluster: String,
+    #[command(flatten)]
+    wait: WaitArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    kubectl cnredis cli sessions                       # interactive, on the primary\n  \
+    kubectl cnredis cli sessions sessions-2 -- INFO replication\n  \
+    kubectl cnredis cli sessions --local -- DBSIZE     # from this machine, to the pod's IP")]
+struct CliArgs {
+    /// The RedisCluster.
+    cluster: String,
+    /// The instance (pod); default: the primary.
+    instance: Option<String>,
+    /// Run the cli on this machine against the pod's IP (needs a route to the pod network) instead of
+    /// in the pod through `kubectl exec`.
+    #[arg(long, env = "CNREDIS_CLI_LOCAL", value_parser = clap::builder::BoolishValueParser::new())]
+    local: bool,
+    /// The cli binary for --local (default: valkey-cli, else redis-cli, from PATH).
+    #[arg(long, requires = "local", value_name = "PATH")]
+    cli_binary: Option<std::path::PathBuf>,
+    /// Arguments for the cli: a command to run once; none for an interactive session.
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
 struct BackupArgs {
     /// The RedisCluster; it needs spec.backup.
     cluster: String,
@@ -288,6 +326,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Some(instance) => restart::instance(&kube, &args.cluster, instance, args.wait.wait()).await?,
             None => restart::cluster(&kube, &args.cluster, args.wait.wait()).await?,
         },
+        Command::Reload(args) => reload::run(&kube, &args.cluster, args.wait.wait()).await?,
+        Command::Cli(args) => {
+            cli::run(
+                &kube,
+                &cli.kube,
+                cli::CliArgs {
+                    cluster: &args.cluster,
+                    instance: args.instance.as_deref(),
+                    local: args.local,
+                    cli_binary: args.cli_binary,
+                    args: &args.args,
+                },
+            )
+            .await?
+        }
         Command::Backup(args) => {
             let backup = backup::run(
                 &kube,

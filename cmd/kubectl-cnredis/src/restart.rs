@@ -4,35 +4,22 @@
 
 use std::time::{Duration, Instant};
 
-use cnredis_api::RedisCluster;
 use cnredis_api::names::ANNOTATION_RESTARTED_AT;
-use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
-use serde_json::json;
 
 use crate::connect::Kube;
+use crate::follow::{self, Look, Outcome};
 use crate::observe;
 
 pub async fn cluster(kube: &Kube, name: &str, wait: Option<Duration>) -> anyhow::Result<()> {
     let cluster = observe::cluster(kube, name).await?;
-    let at = Timestamp::now().to_string();
-    let clusters: Api<RedisCluster> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    clusters
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {ANNOTATION_RESTARTED_AT: at}}})),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot annotate {name}: {e}"))?;
+    let at = follow::stamp(kube, name, ANNOTATION_RESTARTED_AT).await?;
     println!("rolling restart of {name} requested ({ANNOTATION_RESTARTED_AT}={at})");
     let Some(timeout) = wait else { return Ok(()) };
     let wanted = cluster.spec.instances;
-    let clock = Instant::now();
-    let mut last = String::new();
-    loop {
+    let look = || async {
         let cluster = observe::cluster(kube, name).await?;
         let pods = observe::pods(kube, &cluster).await?;
         let restarted = pods
@@ -41,26 +28,21 @@ pub async fn cluster(kube: &Kube, name: &str, wait: Option<Duration>) -> anyhow:
             .count();
         let status = cluster.status.clone().unwrap_or_default();
         let phase = status.phase.unwrap_or_default();
-        let line = format!("{restarted}/{wanted} restarted and ready, phase {phase}");
-        if line != last {
-            println!("  {:>5.1}s  {line}", clock.elapsed().as_secs_f64());
-            last = line;
-        }
-        if i32::try_from(restarted).unwrap_or(0) >= wanted
-            && phase == "Healthy"
-            && status.ready_instances >= wanted
-        {
-            println!("{name} restarted in {:.1}s", clock.elapsed().as_secs_f64());
-            return Ok(());
-        }
-        if clock.elapsed() > timeout {
-            anyhow::bail!(
-                "the rolling restart of {name} has not completed after {}s ({last}); it goes on",
-                timeout.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok(Look {
+            done: i32::try_from(restarted).unwrap_or(0) >= wanted
+                && phase == "Healthy"
+                && status.ready_instances >= wanted,
+            line: format!("{restarted}/{wanted} restarted and ready, phase {phase}"),
+        })
+    };
+    match follow::follow(timeout, Duration::from_secs(1), look).await? {
+        Outcome::Done(seconds) => println!("{name} restarted in {seconds:.1}s"),
+        Outcome::TimedOut(last) => anyhow::bail!(
+            "the rolling restart of {name} has not completed after {}s ({last}); it goes on",
+            timeout.as_secs()
+        ),
     }
+    Ok(())
 }
 
 pub async fn instance(kube: &Kube, name: &str, instance: &str, wait: Option<Duration>) -> anyhow::Result<()> {

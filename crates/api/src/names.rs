@@ -29,6 +29,16 @@ pub const ANNOTATION_FENCED_INSTANCES: &str = "cnredis.io/fencedInstances";
 /// instance, replicas first and the primary last by switchover, like any other change of the pod spec.
 pub const ANNOTATION_RESTARTED_AT: &str = "cnredis.io/restartedAt";
 
+/// Annotation on a RedisCluster, copied by the operator to its pods: a reload was asked for at this time
+/// (RFC 3339). The kubelet rewrites a pod's secret volumes when the pod changes; each instance manager
+/// re-reads its configuration and password and reports the value once it has applied what the rewritten
+/// files hold (the file [`RELOADED_AT_FILE`] beside the password, written by the kubelet in the same
+/// atomic update). Never part of the pod spec: a reload restarts nothing.
+pub const ANNOTATION_RELOADED_AT: &str = "cnredis.io/reloadedAt";
+
+/// The pod's `cnredis.io/reloadedAt` as a file of the password volume (downward API).
+pub const RELOADED_AT_FILE: &str = "reloaded-at";
+
 /// Annotation on the instance-API Secret: when its certificate expires (RFC 3339).
 pub const ANNOTATION_CERTIFICATE_NOT_AFTER: &str = "cnredis.io/certificateNotAfter";
 

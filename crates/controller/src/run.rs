@@ -206,7 +206,8 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
     Ok(())
 }
 
-/// What of a RedisCluster a reconcile acts on: the spec (its generation), the fencing annotation, the
+/// What of a RedisCluster a reconcile acts on: the spec (its generation), the fencing, restart and reload
+/// annotations, the
 /// primary fields of the status and a recorded failover, and its deletion. Status writes of figures
 /// (offsets, counts, phase) change none of these, so they do not wake a reconcile; the periodic requeue
 /// and the owned objects' watches do.
@@ -223,6 +224,10 @@ fn worth_reconciling(cluster: &RedisCluster) -> Option<u64> {
     cluster
         .annotations()
         .get(cnredis_api::names::ANNOTATION_RESTARTED_AT)
+        .hash(&mut hasher);
+    cluster
+        .annotations()
+        .get(cnredis_api::names::ANNOTATION_RELOADED_AT)
         .hash(&mut hasher);
     status.target_primary.hash(&mut hasher);
     status.current_primary.hash(&mut hasher);

@@ -83,6 +83,10 @@ pub struct InstanceReport {
     pub server_restarts: u32,
     /// Parameters changed in the spec that the server only takes at a restart.
     pub pending_restart: Vec<String>,
+    /// The reload (`cnredis.io/reloadedAt`, RFC 3339) whose configuration and password files the
+    /// instance manager has applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reloaded_at: Option<String>,
     /// The last error of applying the desired state, when the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

@@ -129,6 +129,7 @@ fn report(pod: &str) -> InstanceReport {
         server_uptime_seconds: 1,
         server_restarts: 0,
         pending_restart: vec![],
+        reloaded_at: None,
         last_error: None,
         restore: None,
     }

@@ -361,6 +361,7 @@ pub async fn report(manager: &Manager) -> wire::InstanceReport {
         server_uptime_seconds: info.map(|info| info.uptime_in_seconds).unwrap_or(0),
         server_restarts: state.server_restarts,
         pending_restart: state.pending_restart.clone(),
+        reloaded_at: state.reloaded_at.clone(),
         last_error: state.last_error.clone(),
         restore: manager.restore.lock().unwrap_or_else(|p| p.into_inner()).clone(),
     }

@@ -20,6 +20,9 @@ use crate::lease::{LeaseClock, PrimaryLease, WatchdogStep};
 use crate::server::{ServerClient, ServerError};
 use crate::source::{Address, ClusterView, ClusterWatch};
 
+/// The server's unix socket, in the run directory (mode 0700: only the container's user).
+pub const SERVER_SOCKET: &str = "server.sock";
+
 /// Who this pod is and where its files are.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -47,7 +50,7 @@ impl Identity {
         self.run_dir.join("server.conf")
     }
     pub fn socket_path(&self) -> PathBuf {
-        self.run_dir.join("server.sock")
+        self.run_dir.join(SERVER_SOCKET)
     }
 }
 
@@ -107,6 +110,8 @@ pub struct State {
     pub restarted_primary: bool,
     pub lease: wire::LeaseStatus,
     pub pending_restart: Vec<String>,
+    /// The reload (`cnredis.io/reloadedAt`) whose files the last applied configuration reflects.
+    pub reloaded_at: Option<String>,
     pub last_error: Option<String>,
     pub server_restarts: u32,
     /// When the running server process was started; `None` while none runs (before the first start, and
@@ -180,6 +185,7 @@ impl Manager {
                 restarted_primary: false,
                 lease: wire::LeaseStatus::Disabled,
                 pending_restart: Vec::new(),
+                reloaded_at: None,
                 last_error: None,
                 server_restarts: 0,
                 server_started: None,
@@ -421,6 +427,9 @@ impl Manager {
     /// Renders the configuration for the current spec and password, applies what the server takes live
     /// and records what needs a restart. (The file on disk is rendered afresh at every start.)
     async fn apply_configuration(&self, state: &mut State, view: &ClusterView) -> Result<(), ManagerError> {
+        // Read before the password: the kubelet rewrites both in one swap, so the password read next is
+        // at least as new as the reload this names.
+        let reloaded_at = read_reloaded_at(&self.identity, view);
         let password = read_password(&self.identity);
         let rendered = self.render(view, password.clone(), None)?;
         let Some(running) = state.running_config.clone() else {
@@ -446,6 +455,7 @@ impl Manager {
             state.running_config = Some(merge_applied(&running, &rendered, &applied));
         }
         state.pending_restart = diff.restart;
+        state.reloaded_at = reloaded_at;
         Ok(())
     }
 
@@ -663,6 +673,27 @@ fn merge_applied(running: &str, rendered: &str, applied: &[String]) -> String {
             .map(str::to_string),
     );
     lines.join("\n") + "\n"
+}
+
+/// The last reload this instance's files reflect: the pod's `cnredis.io/reloadedAt` as the kubelet wrote
+/// it beside the password; without a password, the cluster's annotation (the configuration comes from
+/// the cluster itself).
+fn read_reloaded_at(identity: &Identity, view: &ClusterView) -> Option<String> {
+    let value = match &identity.password_file {
+        Some(password) => {
+            let path = password.with_file_name(cnredis_api::names::RELOADED_AT_FILE);
+            std::fs::read_to_string(path).ok()?
+        }
+        None => view
+            .cluster
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(cnredis_api::names::ANNOTATION_RELOADED_AT)?
+            .clone(),
+    };
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_string())
 }
 
 pub fn read_password(identity: &Identity) -> Option<String> {

@@ -345,7 +345,16 @@ impl Kubelet {
                             return Ok(());
                         }
                         Some(p) => {
+                            // As upstream's kubelet: a pod whose metadata changed has its volumes
+                            // rewritten at once (downward-API files follow annotations and labels).
+                            let metadata_changed = p.metadata.annotations != pod.metadata.annotations
+                                || p.metadata.labels != pod.metadata.labels;
                             *pod = p;
+                            if metadata_changed && pod.metadata.deletion_timestamp.is_none() && *self.up.borrow()
+                                && let Err(err) = volumes::refresh(&self.client, pod, &pod_dir).await
+                            {
+                                tracing::warn!(pod = ?pod.metadata.name, "refreshing volumes failed: {err:#}");
+                            }
                             if pod.metadata.deletion_timestamp.is_none() && *self.up.borrow() {
                                 let state = state_rx.borrow().clone();
                                 let status = pod_status(&StatusInputs {

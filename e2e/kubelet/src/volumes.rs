@@ -340,7 +340,30 @@ pub fn downward_field(pod: &Pod, path: &str) -> anyhow::Result<String> {
         "metadata.uid" => meta.uid.clone().unwrap_or_default(),
         "metadata.labels" => lines(&meta.labels),
         "metadata.annotations" => lines(&meta.annotations),
-        other => bail!("unsupported downward API field {other:?}"),
+        other => {
+            // One key, `metadata.annotations['k']` or `metadata.labels['k']`: its value, or empty.
+            let subscript = |prefix: &str| {
+                other
+                    .strip_prefix(prefix)
+                    .and_then(|rest| rest.strip_prefix("['"))
+                    .and_then(|rest| rest.strip_suffix("']"))
+            };
+            if let Some(key) = subscript("metadata.annotations") {
+                meta.annotations
+                    .as_ref()
+                    .and_then(|m| m.get(key))
+                    .cloned()
+                    .unwrap_or_default()
+            } else if let Some(key) = subscript("metadata.labels") {
+                meta.labels
+                    .as_ref()
+                    .and_then(|m| m.get(key))
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                bail!("unsupported downward API field {other:?}")
+            }
+        }
     })
 }
 
@@ -517,5 +540,19 @@ mod tests {
         );
         assert_eq!(downward_field(&pod, "metadata.name").unwrap(), "p");
         assert!(downward_field(&pod, "spec.nodeName").is_err());
+    }
+
+    #[test]
+    fn downward_api_subscripts_give_one_value_or_empty() {
+        let pod: Pod = serde_json::from_value(json!({ "metadata": {
+            "name": "p", "labels": { "a": "1" }, "annotations": { "cnredis.io/reloadedAt": "T" } } }))
+        .unwrap();
+        assert_eq!(
+            downward_field(&pod, "metadata.annotations['cnredis.io/reloadedAt']").unwrap(),
+            "T"
+        );
+        assert_eq!(downward_field(&pod, "metadata.labels['a']").unwrap(), "1");
+        assert_eq!(downward_field(&pod, "metadata.labels['absent']").unwrap(), "");
+        assert!(downward_field(&pod, "metadata.labels[a]").is_err());
     }
 }

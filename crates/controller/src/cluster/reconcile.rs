@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use cnredis_api::RedisCluster;
 use cnredis_api::names::{
-    ANNOTATION_FENCED_INSTANCES, FIELD_MANAGER, FencedInstances, LABEL_ROLE, instance_name,
+    ANNOTATION_FENCED_INSTANCES, ANNOTATION_RELOADED_AT, FIELD_MANAGER, FencedInstances, LABEL_ROLE,
+    instance_name,
 };
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -544,6 +545,45 @@ async fn execute(
             Err(kube::Error::Api(response)) if response.code == 404 => {}
             Err(error) => return Err(error.into()),
         }
+    }
+    annotate_reload(cluster, ctx, world, &pods).await
+}
+
+/// Copies the cluster's `cnredis.io/reloadedAt` to its pods: a pod that changes has its secret volumes
+/// rewritten by the kubelet at once (the password beside the reload's time, in one atomic update), and
+/// its instance manager applies them.
+async fn annotate_reload(
+    cluster: &RedisCluster,
+    ctx: &Context,
+    world: &World,
+    pods: &Api<Pod>,
+) -> Result<(), ReconcileError> {
+    let Some(at) = cluster.annotations().get(ANNOTATION_RELOADED_AT) else {
+        return Ok(());
+    };
+    let mut annotated = Vec::new();
+    for (pod_name, pod) in &world.pods {
+        if pod.metadata.deletion_timestamp.is_some()
+            || pod.annotations().get(ANNOTATION_RELOADED_AT) == Some(at)
+        {
+            continue;
+        }
+        let patch = json!({"metadata": {"annotations": {ANNOTATION_RELOADED_AT: at}}});
+        match pods
+            .patch(pod_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => annotated.push(pod_name.clone()),
+            Err(kube::Error::Api(response)) if response.code == 404 => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    if !annotated.is_empty() {
+        let note = format!(
+            "reload requested at {at}: annotated {} so that their secret volumes are rewritten",
+            annotated.join(", ")
+        );
+        publish(ctx, cluster, EventType::Normal, "Reload", "Reload", &note).await;
     }
     Ok(())
 }

@@ -25,6 +25,7 @@ pub fn report(role: Role) -> InstanceReport {
         server_uptime_seconds: 1,
         server_restarts: 0,
         pending_restart: Vec::new(),
+        reloaded_at: None,
         last_error: None,
         restore: None,
     }

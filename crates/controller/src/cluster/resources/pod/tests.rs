@@ -338,16 +338,44 @@ fn backup_credentials_are_optional_projected_files_where_the_instance_manager_re
     );
 }
 
+/// The auth volume's sources: (secret name, key, path) of the password, and the downward-API file.
+fn auth_sources(pod: &Pod) -> ((String, String, String), (String, String)) {
+    let sources = volume(pod, "auth")
+        .unwrap()
+        .projected
+        .clone()
+        .unwrap()
+        .sources
+        .unwrap();
+    assert_eq!(sources.len(), 2, "{sources:?}");
+    let secret = sources[0].secret.clone().unwrap();
+    let item = secret.items.unwrap().remove(0);
+    let downward = sources[1].downward_api.clone().unwrap().items.unwrap().remove(0);
+    (
+        (secret.name, item.key, item.path),
+        (downward.path, downward.field_ref.unwrap().field_path),
+    )
+}
+
 #[test]
 fn password_file_and_auth_volume_exist_only_with_auth() {
     let with_auth = instance_pod(cluster("cache"));
-    let auth = volume(&with_auth, "auth").unwrap().secret.clone().unwrap();
-    assert_eq!(auth.secret_name.as_deref(), Some("cache-auth"));
-    let items = auth.items.unwrap();
-    assert_eq!(items.len(), 1);
+    let (password, reloaded_at) = auth_sources(&with_auth);
     assert_eq!(
-        (items[0].key.as_str(), items[0].path.as_str()),
-        ("password", "password")
+        password,
+        (
+            "cache-auth".to_string(),
+            "password".to_string(),
+            "password".to_string()
+        )
+    );
+    // Written by the kubelet in the same atomic update as the password: the reload's proof.
+    assert_eq!(
+        reloaded_at,
+        (
+            "reloaded-at".to_string(),
+            "metadata.annotations['cnredis.io/reloadedAt']".to_string()
+        )
     );
     assert_eq!(
         mount_path(&with_auth, "auth").as_deref(),
@@ -363,8 +391,7 @@ fn password_file_and_auth_volume_exist_only_with_auth() {
 #[test]
 fn auth_volume_mounts_the_secret_the_user_names() {
     let pod = instance_pod(cluster("cache").auth_secret("from-vault"));
-    let auth = volume(&pod, "auth").unwrap().secret.clone().unwrap();
-    assert_eq!(auth.secret_name.as_deref(), Some("from-vault"));
+    assert_eq!(auth_sources(&pod).0.0, "from-vault");
 }
 
 #[test]
@@ -480,13 +507,16 @@ fn secret_volumes_are_read_only_and_not_world_readable() {
             .flatten()
             .find(|m| m.name == volume.name)
             .unwrap();
-        match &volume.secret {
-            Some(secret) => {
-                assert_eq!(secret.default_mode, Some(0o440), "{}", volume.name);
-                assert_eq!(mount.read_only, Some(true), "{}", volume.name);
+        let mode = match (&volume.secret, &volume.projected) {
+            (Some(secret), _) => secret.default_mode,
+            (_, Some(projected)) => projected.default_mode,
+            (None, None) => {
+                assert_eq!(mount.read_only, None, "{}", volume.name);
+                continue;
             }
-            None => assert_eq!(mount.read_only, None, "{}", volume.name),
-        }
+        };
+        assert_eq!(mode, Some(0o440), "{}", volume.name);
+        assert_eq!(mount.read_only, Some(true), "{}", volume.name);
     }
 }
 

@@ -5,10 +5,11 @@
 
 use cnredis_api::RedisCluster;
 use cnredis_api::common::ObjectStore;
-use cnredis_api::names::instance_api_secret;
+use cnredis_api::names::{ANNOTATION_RELOADED_AT, RELOADED_AT_FILE, instance_api_secret};
 use k8s_openapi::api::core::v1::{
-    EmptyDirVolumeSource, KeyToPath, PersistentVolumeClaimVolumeSource, ProjectedVolumeSource,
-    SecretKeySelector, SecretProjection, SecretVolumeSource, Volume, VolumeMount, VolumeProjection,
+    DownwardAPIProjection, DownwardAPIVolumeFile, EmptyDirVolumeSource, KeyToPath, ObjectFieldSelector,
+    PersistentVolumeClaimVolumeSource, ProjectedVolumeSource, SecretKeySelector, SecretProjection,
+    SecretVolumeSource, Volume, VolumeMount, VolumeProjection,
 };
 
 use crate::cluster::resources::meta::cluster_name;
@@ -71,23 +72,15 @@ pub fn pod_volumes(cluster: &RedisCluster, pod_name: &str) -> Vec<PodVolume> {
         writable(empty_dir("tmp"), "/tmp"),
     ];
     if cluster.spec.auth.enabled {
-        let items = vec![KeyToPath {
-            key: PASSWORD_KEY.to_string(),
-            path: PASSWORD_KEY.to_string(),
-            mode: None,
-        }];
-        volumes.push(read_only(
-            secret("auth", auth_secret_name(cluster), Some(items)),
-            AUTH_DIR,
-        ));
+        volumes.push(read_only(auth(cluster), AUTH_DIR));
     }
     volumes.push(read_only(
-        secret("instance-api", instance_api_secret(cluster_name(cluster)), None),
+        secret("instance-api", instance_api_secret(cluster_name(cluster))),
         INSTANCE_API_TLS_DIR,
     ));
     if let Some(tls) = &cluster.spec.tls {
         volumes.push(read_only(
-            secret("server-tls", tls.secret_name.clone(), None),
+            secret("server-tls", tls.secret_name.clone()),
             SERVER_TLS_DIR,
         ));
     }
@@ -105,6 +98,47 @@ pub fn pod_volumes(cluster: &RedisCluster, pod_name: &str) -> Vec<PodVolume> {
         ));
     }
     volumes
+}
+
+/// The password, and beside it the pod's `cnredis.io/reloadedAt`: one projected volume, which the kubelet
+/// rewrites in one atomic update, so an instance manager that reads the reload's time in the file knows
+/// the password beside it is as the Secret was when the pod was annotated (`kubectl cnredis reload`).
+fn auth(cluster: &RedisCluster) -> Volume {
+    let sources = vec![
+        VolumeProjection {
+            secret: Some(SecretProjection {
+                name: auth_secret_name(cluster),
+                items: Some(vec![KeyToPath {
+                    key: PASSWORD_KEY.to_string(),
+                    path: PASSWORD_KEY.to_string(),
+                    mode: None,
+                }]),
+                optional: None,
+            }),
+            ..VolumeProjection::default()
+        },
+        VolumeProjection {
+            downward_api: Some(DownwardAPIProjection {
+                items: Some(vec![DownwardAPIVolumeFile {
+                    path: RELOADED_AT_FILE.to_string(),
+                    field_ref: Some(ObjectFieldSelector {
+                        api_version: None,
+                        field_path: format!("metadata.annotations['{ANNOTATION_RELOADED_AT}']"),
+                    }),
+                    ..DownwardAPIVolumeFile::default()
+                }]),
+            }),
+            ..VolumeProjection::default()
+        },
+    ];
+    Volume {
+        name: "auth".to_string(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(sources),
+            default_mode: Some(SECRET_MODE),
+        }),
+        ..Volume::default()
+    }
 }
 
 /// The keys of an object store's credentials as the files the instance manager reads. Optional: a
@@ -168,12 +202,12 @@ fn empty_dir(name: &str) -> Volume {
     }
 }
 
-fn secret(name: &str, secret_name: String, items: Option<Vec<KeyToPath>>) -> Volume {
+fn secret(name: &str, secret_name: String) -> Volume {
     Volume {
         name: name.to_string(),
         secret: Some(SecretVolumeSource {
             secret_name: Some(secret_name),
-            items,
+            items: None,
             default_mode: Some(SECRET_MODE),
             optional: None,
         }),
