@@ -3,6 +3,7 @@
 # installed by e2e/controller/run.sh): `kubectl cnredis ...` through kubectl's plugin mechanism, against a
 # real 3-instance cluster with backups to the local S3 server. Checks what an operator on call sees:
 #   - version names the plugin and the running operator;
+#   - status without a cluster lists the namespace's clusters (-A: every namespace's);
 #   - status tells the story of a healthy cluster, of one whose primary is frozen (rows say which
 #     instance does not answer, the failover shows), and of one whose operator is stopped;
 #   - promote switches over to an in-sync replica and reports it; a replica that has not heard from the
@@ -116,6 +117,13 @@ else
 fi
 cat "$WORK/status"
 record healthy
+# Without a cluster: the namespace's clusters, or every namespace's (-A), one line each.
+cnredis status >"$WORK/list" 2>&1 && grep -qE "^$C +3/3 +Healthy +$old " "$WORK/list" \
+  && ok "status without a cluster lists $C" || fail "status without a cluster: $(cat "$WORK/list")"
+"$KUBECTL" cnredis status -A >"$WORK/list-all" 2>&1 && grep -qE "^$NS +$C +3/3 +Healthy" "$WORK/list-all" \
+  && head -1 "$WORK/list-all" | grep -q "^NAMESPACE" && ok "status -A lists $C with its namespace" \
+  || fail "status -A: $(cat "$WORK/list-all")"
+cat "$WORK/list-all"
 
 # --- promote
 cnredis promote "$C" "$C-9" >"$WORK/unknown" 2>&1

@@ -7,6 +7,7 @@ mod connect;
 mod fence;
 mod follow;
 mod install;
+mod list;
 mod observe;
 mod promote;
 mod reload;
@@ -41,7 +42,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Show a cluster: phase, primary, instances and their replication, backups, certificates, events.
+    /// Show a cluster: phase, primary, instances and their replication, backups, certificates, events;
+    /// without CLUSTER, list the clusters of the namespace (`-A`: of every namespace).
     Status(StatusArgs),
     /// Switch the primary over to INSTANCE (a planned switchover; nothing acknowledged is lost).
     Promote(PromoteArgs),
@@ -108,8 +110,11 @@ struct InstallArgs {
 
 #[derive(Args, Debug)]
 struct StatusArgs {
-    /// The RedisCluster.
-    cluster: String,
+    /// The RedisCluster; without it, every RedisCluster of the namespace on one line each.
+    cluster: Option<String>,
+    /// Without CLUSTER: list the RedisClusters of every namespace.
+    #[arg(short = 'A', long, conflicts_with = "cluster")]
+    all_namespaces: bool,
     /// Also show the configuration and per-instance details.
     #[arg(short, long)]
     verbose: bool,
@@ -284,17 +289,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let kube = cli.kube.connect().await?;
     match cli.command {
         Command::Status(args) => {
-            let observed = observe::observe(&kube, &args.cluster).await?;
+            let colour = match args.color {
+                Colour::Always => true,
+                Colour::Never => false,
+                Colour::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            };
+            let Some(cluster) = &args.cluster else {
+                let clusters = list::clusters(&kube, args.all_namespaces).await?;
+                match args.output.output {
+                    Some(format) => print_as(&clusters, format)?,
+                    None => print!(
+                        "{}",
+                        list::render(
+                            &clusters,
+                            jiff::Timestamp::now(),
+                            args.all_namespaces,
+                            &kube.namespace,
+                            colour
+                        )
+                    ),
+                }
+                return Ok(());
+            };
+            let observed = observe::observe(&kube, cluster).await?;
             match args.output.output {
                 Some(format) => print_as(&observed, format)?,
                 None => {
-                    let colour = match args.color {
-                        Colour::Always => true,
-                        Colour::Never => false,
-                        Colour::Auto => {
-                            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-                        }
-                    };
                     let style = render::Style {
                         colour,
                         verbose: args.verbose,
