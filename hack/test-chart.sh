@@ -43,6 +43,15 @@ expect_rejected "zero replicas" "replicaCount" --set replicaCount=0
 expect_rendered "watched namespaces" "--watch-namespaces=team-a,team-b" --set 'watchNamespaces={team-a,team-b}'
 expect_rendered "leader election off" "--leader-elect=false" --set leaderElection.enabled=false
 expect_rendered "the image tag" 'image: "cnredis/cnredis:9.9.9"' --set image.tag=9.9.9
+expect_rendered "roles for people, aggregated into view" "rbac.authorization.k8s.io/aggregate-to-view"
+expect_rendered "the plugin's role" "name: cnredis-plugin"
+if "$HELM" template cnredis "$chart" --namespace cnredis-system --set rbac.userRoles=false | grep -q "aggregate-to-view"; then
+  echo "FAIL: rbac.userRoles=false still renders the roles for people"
+  failures=$((failures + 1))
+else
+  echo "ok: rbac.userRoles=false renders no roles for people"
+fi
+expect_rejected "rbac.userRoles that is no boolean" "userRoles" --set rbac.userRoles=maybe
 
 if (( failures > 0 )); then
   echo "chart checks: $failures failed"

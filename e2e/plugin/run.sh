@@ -3,6 +3,8 @@
 # installed by e2e/controller/run.sh): `kubectl cnredis ...` through kubectl's plugin mechanism, against a
 # real 3-instance cluster with backups to the local S3 server. Checks what an operator on call sees:
 #   - version names the plugin and the running operator;
+#   - an on-call user with the built-in view role and the chart's cnredis-plugin role sees everything
+#     status shows and cannot switch over;
 #   - status without a cluster lists the namespace's clusters (-A: every namespace's);
 #   - status tells the story of a healthy cluster, of one whose primary is frozen (rows say which
 #     instance does not answer, the failover shows), and of one whose operator is stopped;
@@ -124,6 +126,29 @@ cnredis status >"$WORK/list" 2>&1 && grep -qE "^$C +3/3 +Healthy +$old " "$WORK/
   && head -1 "$WORK/list-all" | grep -q "^NAMESPACE" && ok "status -A lists $C with its namespace" \
   || fail "status -A: $(cat "$WORK/list-all")"
 cat "$WORK/list-all"
+
+# --- an on-call user: the built-in view role (the chart's cnredis-view aggregates into it) and
+# cnredis-plugin, bound in this namespace only
+k create serviceaccount oncall >/dev/null
+k create rolebinding oncall-view --clusterrole=view --serviceaccount="$NS:oncall" >/dev/null
+k create rolebinding oncall-plugin --clusterrole=cnredis-plugin --serviceaccount="$NS:oncall" >/dev/null
+cp "$KUBECONFIG" "$WORK/oncall.kubeconfig"
+"$KUBECTL" --kubeconfig "$WORK/oncall.kubeconfig" config set-credentials oncall --token="$(k create token oncall)" >/dev/null
+"$KUBECTL" --kubeconfig "$WORK/oncall.kubeconfig" config set-context --current --user=oncall >/dev/null
+oncall() { KUBECONFIG=$WORK/oncall.kubeconfig "$KUBECTL" cnredis -n "$NS" "$@"; }
+view_aggregated() { "$KUBECTL" auth can-i list redisclusters.redis.cnredis.io -n "$NS" --as="system:serviceaccount:$NS:oncall" >/dev/null 2>&1; }
+wait_until "the view role includes RedisClusters" 60 view_aggregated
+oncall status "$C" >"$WORK/oncall-status" 2>&1
+if row "$WORK/oncall-status" "$old" primary ready >/dev/null && row "$WORK/oncall-status" "$r1" replica ready >/dev/null \
+  && shows "$WORK/oncall-status" "Instance API: expires" >/dev/null; then
+  ok "an on-call user with view + cnredis-plugin sees the instances' reports and the certificate"
+else
+  fail "status as the on-call user: $(cat "$WORK/oncall-status")"
+fi
+oncall promote "$C" "$r1" --no-wait >"$WORK/oncall-promote" 2>&1
+[[ $? -ne 0 ]] && grep -qi forbidden "$WORK/oncall-promote" && [[ $(primary) == "$old" ]] \
+  && ok "view + cnredis-plugin cannot switch over: $(head -c 160 "$WORK/oncall-promote")" \
+  || fail "promote as the on-call user: $(cat "$WORK/oncall-promote")"
 
 # --- promote
 cnredis promote "$C" "$C-9" >"$WORK/unknown" 2>&1

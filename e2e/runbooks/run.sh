@@ -10,6 +10,7 @@
 #   <!-- runbook-test: until-stopped N -->   runs until stopped (`-w`): ran N seconds, then stopped
 #   <!-- runbook-test: skip REASON -->       not run, with why
 #   <!-- runbook-test: given STATE -->       run after given_STATE (below) put the cluster in that state
+#   <!-- runbook-test: expect TEXT -->       run; its output must contain TEXT
 # Every other block must exit 0 within 120 s. After the blocks, the restore the runbook started must
 # reach Healthy. Prints "N passed, N failed".
 set -uo pipefail
@@ -137,6 +138,11 @@ for runbook in $RUNBOOKS; do
         given=given_${directive#given }
         "${given//-/_}" >"$WORK/out" 2>&1 || { fail "$where: given ${directive#given }: $(cat "$WORK/out")"; continue; }
         timeout 120 bash -euo pipefail -c "$code" >"$WORK/out" 2>&1; rc=$? ;;
+      expect*)
+        timeout 120 bash -euo pipefail -c "$code" >"$WORK/out" 2>&1; rc=$?
+        if [[ $rc == 0 ]] && ! grep -qF -- "${directive#expect }" "$WORK/out"; then
+          echo "(the output lacks \"${directive#expect }\")" >>"$WORK/out"; rc=1
+        fi ;;
       run) timeout 120 bash -euo pipefail -c "$code" >"$WORK/out" 2>&1; rc=$? ;;
       *) fail "$where: unknown directive '$directive'"; continue ;;
     esac
