@@ -110,7 +110,9 @@ acks() { k logs "$1" 2>/dev/null | grep -c '^ack '; }
 stop_writer() {
   local name=$1 pw
   pw=$(k get secret "$SECRET" -o jsonpath='{.data.password}' | base64 -d)
-  REDISCLI_AUTH=$pw timeout 5 "$CLI" -h "$(primary_ip)" SET e2e:stop "$name" >/dev/null
+  # The primary may be fenced for a moment (a switchover the operator retries): ask until one takes it.
+  stop_written() { local out; out=$(REDISCLI_AUTH=$pw timeout 5 "$CLI" -h "$(primary_ip)" SET e2e:stop "$name" 2>&1); [[ $out == OK ]] || { echo "$out"; return 1; }; }
+  wait_until "$name: stop key written" 60 stop_written
   finished_pod "$NS" "$name" 60 >"$WORK/$name.log" 2>&1
 }
 

@@ -146,6 +146,11 @@ for scenario in $SCENARIOS; do
   if [[ $expect_failover == yes ]]; then
     moved() { local p; p=$(primary); [[ -n $p && $p != "$old" ]] && k get pod "$p" -o jsonpath='{.metadata.labels.cnredis\.io/role}' | grep -qx primary || { echo "primary: $p; $(k get rcl "$C" -o jsonpath='{.status.phase}: {.status.phaseReason}')"; return 1; }; }
     wait_until "$scenario: failed over from $old" 90 moved && echo "timing: $scenario: fault -> new primary labelled: $(( $(date +%s%3N) - fault_ms )) ms (operator-observed)"
+  elif [[ $expect_failover == switchover ]]; then
+    # A switchover whose target was killed waits for it to be back in sync, so the cluster can look Ready
+    # (still on the old primary) before the switchover has even begun: wait for its end, not for Ready.
+    switched() { local p; p=$(primary); [[ $p == "$target" ]] && k get pod "$p" -o jsonpath='{.metadata.labels.cnredis\.io/role}' | grep -qx primary || { echo "primary: $p; $(k get rcl "$C" -o jsonpath='{.status.phase}: {.status.phaseReason}')"; return 1; }; }
+    wait_until "$scenario: switched over to $target" 90 switched
   fi
   grace_pod="" grace_until=0
   case $scenario in
