@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cnredis_api::names::{INSTANCE_API_PORT, LABEL_CLUSTER, LABEL_ROLE, instance_api_secret};
+use cnredis_api::names::{
+    INSTANCE_API_PORT, LABEL_CLUSTER, LABEL_ROLE, instance_api_secret, instance_api_secret_of,
+};
 use cnredis_api::{RedisBackup, RedisCluster, RedisScheduledBackup};
 use cnredis_instance_client::wire::{InstanceReport, path};
 use jiff::Timestamp;
@@ -19,7 +21,7 @@ use crate::view::{Answer, CertificateState, EventLine, Observed, OperatorPod, Op
 
 /// How long one instance may take to answer through the pod proxy.
 const INSTANCE_TIMEOUT: Duration = Duration::from_secs(4);
-/// Annotation of `<cluster>-instance-api`: when its certificate expires (RFC 3339).
+/// Annotation of an instance-API Secret (`<pod>-api`): when its certificate expires (RFC 3339).
 const CERTIFICATE_NOT_AFTER: &str = cnredis_api::names::ANNOTATION_CERTIFICATE_NOT_AFTER;
 const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
@@ -56,7 +58,7 @@ pub async fn observe(kube: &Kube, name: &str) -> anyhow::Result<Observed> {
     let cluster = cluster(kube, name).await?;
     let pods = pods(kube, &cluster).await?;
     let zones = node_zones(&kube.client, &pods).await;
-    let summaries = pods.iter().map(|p| summary(p, &zones)).collect();
+    let summaries: Vec<PodSummary> = pods.iter().map(|p| summary(p, &zones)).collect();
 
     let mut answers = tokio::task::JoinSet::new();
     for pod in &pods {
@@ -82,6 +84,7 @@ pub async fn observe(kube: &Kube, name: &str) -> anyhow::Result<Observed> {
         instances.insert(pod, answer);
     }
 
+    let pod_names: Vec<String> = summaries.iter().map(|p| p.name.clone()).collect();
     let backups = of_cluster(kube, |b: &RedisBackup| b.spec.cluster.name == name).await;
     let scheduled_backups = of_cluster(kube, |s: &RedisScheduledBackup| s.spec.cluster.name == name).await;
 
@@ -89,7 +92,7 @@ pub async fn observe(kube: &Kube, name: &str) -> anyhow::Result<Observed> {
         observed_at: Time(Timestamp::now()),
         events: events(kube, "RedisCluster", name).await,
         operator: operator(&kube.client).await,
-        instance_api_certificate: certificate(kube, name).await,
+        instance_api_certificate: certificate(kube, name, &pod_names).await,
         cluster,
         pods: summaries,
         instances,
@@ -261,20 +264,28 @@ pub async fn operator(client: &Client) -> OperatorState {
     }
 }
 
-async fn certificate(kube: &Kube, cluster: &str) -> CertificateState {
+/// The earliest expiry among the instance-API certificates of `pods` (each in `<pod>-api`), or of the
+/// cluster-wide one that pods created by an older operator mount.
+async fn certificate(kube: &Kube, cluster: &str, pods: &[String]) -> CertificateState {
     let api: Api<Secret> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    let meta: Result<Option<PartialObjectMeta<Secret>>, _> =
-        api.get_metadata_opt(&instance_api_secret(cluster)).await;
-    match meta {
-        Ok(Some(secret)) => match secret
-            .annotations()
-            .get(CERTIFICATE_NOT_AFTER)
-            .and_then(|t| t.parse::<Timestamp>().ok())
-        {
-            Some(not_after) => CertificateState::NotAfter(Time(not_after)),
-            None => CertificateState::Missing,
-        },
-        Ok(None) => CertificateState::Missing,
-        Err(error) => CertificateState::Unknown(short_error(&error.to_string())),
+    let names = pods
+        .iter()
+        .map(|pod| instance_api_secret_of(pod))
+        .chain([instance_api_secret(cluster)]);
+    let mut earliest: Option<Timestamp> = None;
+    for name in names {
+        let meta: Result<Option<PartialObjectMeta<Secret>>, _> = api.get_metadata_opt(&name).await;
+        match meta {
+            Ok(Some(secret)) => {
+                let not_after = secret
+                    .annotations()
+                    .get(CERTIFICATE_NOT_AFTER)
+                    .and_then(|t| t.parse::<Timestamp>().ok());
+                earliest = earliest.into_iter().chain(not_after).min();
+            }
+            Ok(None) => {}
+            Err(error) => return CertificateState::Unknown(short_error(&error.to_string())),
+        }
     }
+    earliest.map_or(CertificateState::Missing, |t| CertificateState::NotAfter(Time(t)))
 }

@@ -23,7 +23,7 @@ pub struct Observed {
     /// The cluster's recent Events, oldest first.
     pub events: Vec<EventLine>,
     pub operator: OperatorState,
-    /// Expiry of the instance API's server certificate (annotation of `<cluster>-instance-api`).
+    /// The earliest expiry of the instances' instance-API server certificates (annotation of `<pod>-api`).
     pub instance_api_certificate: CertificateState,
 }
 

@@ -109,9 +109,18 @@ pub fn primary_lease(cluster: &str) -> String {
     format!("{cluster}-primary")
 }
 
-/// Secret with the instance API's server certificate (`tls.crt`, `tls.key`) and its CA (`ca.crt`).
+/// Secret with the instance API's server certificate (`tls.crt`, `tls.key`) and its CA (`ca.crt`) that
+/// every instance of a cluster shared before each instance had its own ([`instance_api_secret_of`]); pods
+/// that still mount it are replaced by the rolling update their changed pod spec causes.
 pub fn instance_api_secret(cluster: &str) -> String {
     format!("{cluster}-instance-api")
+}
+
+/// Secret with one instance's instance-API server certificate (`tls.crt`, `tls.key`; its only name is
+/// the pod's, see `cnredis_pki::instance_server_name`) and the CA (`ca.crt`), mounted by that pod only.
+/// A pod's name ends with its serial, so `<pod>-api` is never the name of another cluster's Secret.
+pub fn instance_api_secret_of(pod: &str) -> String {
+    format!("{pod}-api")
 }
 
 /// Which instances the `cnredis.io/fencedInstances` annotation fences.

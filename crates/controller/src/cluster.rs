@@ -1,5 +1,6 @@
 //! RedisCluster reconciliation: observe -> validate -> build -> apply -> status.
 
+pub mod certificates;
 pub mod failover;
 pub mod health;
 pub mod observe;

@@ -1,11 +1,9 @@
 //! The operator's certificate authority (Secret `cnredis-ca` in the operator's namespace), its client
-//! certificate for the instance API, each cluster's instance-API server certificate, and generated
+//! certificate for the instance API, each instance's instance-API server certificate, and generated
 //! passwords.
 
 use std::time::{Duration, SystemTime};
 
-use cnredis_api::RedisCluster;
-use cnredis_api::names::instance_api_secret;
 use cnredis_pki::{CertificateAuthority, IssuedCertificate};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -90,28 +88,25 @@ pub async fn load_or_create_ca(
     }
 }
 
-/// The instance-API certificate of `cluster`: the one in its Secret while it is from this CA and far
-/// from expiry, else a new one (`Some`, to be applied).
-pub async fn instance_api_certificate(
-    client: &Client,
+/// Whether the instance-API certificate in `secret` must be (re)issued: there is none, or it is from
+/// another CA, incomplete, or within [`RENEW_BEFORE`] of its expiry (the [`NOT_AFTER`] annotation).
+pub fn certificate_due(secret: Option<&Secret>, ca: &CertificateAuthority, now: SystemTime) -> bool {
+    let Some(secret) = secret else { return true };
+    let same_ca = key(secret, "ca.crt").is_ok_and(|pem| pem == ca.cert_pem());
+    let fresh = secret
+        .annotations()
+        .get(NOT_AFTER)
+        .and_then(|text| text.parse::<jiff::Timestamp>().ok())
+        .is_some_and(|not_after| SystemTime::from(not_after) > now + RENEW_BEFORE);
+    !(same_ca && fresh && key(secret, "tls.crt").is_ok() && key(secret, "tls.key").is_ok())
+}
+
+/// A new instance-API server certificate whose only name is `server_name`.
+pub fn issue_instance_api(
     ca: &CertificateAuthority,
-    cluster: &RedisCluster,
-) -> Result<Option<IssuedCertificate>, CredentialsError> {
-    let namespace = cluster.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    if let Some(secret) = secrets.get_opt(&instance_api_secret(&cluster.name_any())).await? {
-        let same_ca = key(&secret, "ca.crt").is_ok_and(|pem| pem == ca.cert_pem());
-        let fresh = secret
-            .annotations()
-            .get(NOT_AFTER)
-            .and_then(|text| text.parse::<jiff::Timestamp>().ok())
-            .is_some_and(|not_after| SystemTime::from(not_after) > SystemTime::now() + RENEW_BEFORE);
-        if same_ca && fresh && key(&secret, "tls.crt").is_ok() && key(&secret, "tls.key").is_ok() {
-            return Ok(None);
-        }
-    }
-    let name = cnredis_pki::instance_api_server_name(&cluster.name_any(), &namespace);
-    Ok(Some(ca.issue_server(&[name], CERTIFICATE_VALIDITY)?))
+    server_name: &str,
+) -> Result<IssuedCertificate, CredentialsError> {
+    Ok(ca.issue_server(&[server_name.to_string()], CERTIFICATE_VALIDITY)?)
 }
 
 /// A password of 32 characters from an alphabet that needs no quoting in a URI or a shell.
@@ -149,6 +144,45 @@ pub async fn read_password(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn secret_with(ca: &CertificateAuthority, not_after: SystemTime) -> Secret {
+        let issued = issue_instance_api(ca, "cache-1.cache-any.prod.svc").unwrap();
+        let mut secret = Secret {
+            data: Some(
+                [
+                    ("ca.crt", ca.cert_pem()),
+                    ("tls.crt", &issued.cert_pem),
+                    ("tls.key", &issued.key_pem),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+            ),
+            ..Secret::default()
+        };
+        let not_after = jiff::Timestamp::try_from(not_after).unwrap().to_string();
+        secret.metadata.annotations = Some([(NOT_AFTER.to_string(), not_after)].into());
+        secret
+    }
+
+    #[test]
+    fn a_certificate_is_due_when_absent_from_another_ca_incomplete_or_near_expiry() {
+        let ca = CertificateAuthority::generate("cnredis operator CA").unwrap();
+        let other = CertificateAuthority::generate("another CA").unwrap();
+        let now = SystemTime::now();
+        let far = now + 2 * RENEW_BEFORE;
+        assert!(certificate_due(None, &ca, now));
+        assert!(!certificate_due(Some(&secret_with(&ca, far)), &ca, now));
+        assert!(certificate_due(Some(&secret_with(&other, far)), &ca, now));
+        let near = now + RENEW_BEFORE - Duration::from_secs(60);
+        assert!(certificate_due(Some(&secret_with(&ca, near)), &ca, now));
+        let mut incomplete = secret_with(&ca, far);
+        incomplete.data.as_mut().unwrap().remove("tls.key");
+        assert!(certificate_due(Some(&incomplete), &ca, now));
+        let mut unannotated = secret_with(&ca, far);
+        unannotated.metadata.annotations = None;
+        assert!(certificate_due(Some(&unannotated), &ca, now));
+    }
 
     #[test]
     fn generated_passwords_are_long_distinct_and_plain() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cnredis_pki::{
     CallerAuthorizer, CertificateAuthority, anonymous_client_config, client_config, instance_api_server_name,
-    server_config,
+    instance_server_name, server_config,
 };
 use rustls::CertificateError;
 use rustls::pki_types::pem::PemObject;
@@ -262,4 +262,42 @@ impl rustls::client::ResolvesClientCert for Presents {
     fn has_certs(&self) -> bool {
         true
     }
+}
+
+/// An address that belongs to another instance than the operator meant (a stale pod IP reused by a
+/// recreated pod) fails the handshake: each instance's certificate names its pod only.
+#[tokio::test]
+async fn client_refuses_the_certificate_of_another_instance_of_the_same_cluster() {
+    let ca = CertificateAuthority::generate("cluster CA").unwrap();
+    let issued = ca
+        .issue_server(&[instance_server_name("cache-3", "cache", "prod")], DAY)
+        .unwrap();
+    let config = server_config(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap();
+    let operator = ca.issue_operator_client(DAY).unwrap();
+
+    let address = serve_once(config.clone(), CallerAuthorizer::new(ca.cert_pem()).unwrap()).await;
+    let answer = call(
+        client_presenting(&ca, &operator),
+        address,
+        &instance_server_name("cache-3", "cache", "prod"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer, "Operator");
+
+    let address = serve_once(config, CallerAuthorizer::new(ca.cert_pem()).unwrap()).await;
+    let err = call(
+        client_presenting(&ca, &operator),
+        address,
+        &instance_server_name("cache-1", "cache", "prod"),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            certificate_error(&err),
+            Some(CertificateError::NotValidForNameContext { .. })
+        ),
+        "{err}"
+    );
 }

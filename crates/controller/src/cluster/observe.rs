@@ -2,11 +2,10 @@
 //! manager, polled in parallel with a short timeout so that one slow pod never stalls a reconcile.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use cnredis_api::RedisCluster;
-use cnredis_api::names::{INSTANCE_API_PORT, LABEL_CLUSTER, instance_serial};
+use cnredis_api::names::{LABEL_CLUSTER, instance_serial};
 use cnredis_instance_client::wire::InstanceReport;
 use cnredis_instance_client::{InstanceClient, Target};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -94,16 +93,11 @@ pub async fn observe(
         by_name.insert(pod.name_any(), pod);
     }
 
-    let server_name = cnredis_pki::instance_api_server_name(&name, &namespace);
     let polls = by_name.iter().filter_map(|(pod_name, pod)| {
-        let ip = pod.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
         if pod.metadata.deletion_timestamp.is_some() {
             return None;
         }
-        let target = Target {
-            server_name: server_name.clone(),
-            address: SocketAddr::new(ip, INSTANCE_API_PORT),
-        };
+        let target = super::health::api_target(cluster, pod)?;
         let pod_name = pod_name.clone();
         Some(async move {
             let report = poll(instance_api, &target).await;

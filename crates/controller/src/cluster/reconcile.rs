@@ -396,29 +396,6 @@ async fn ensure_credentials(
     ctx: &Context,
     namespace: &str,
 ) -> Result<Option<String>, ReconcileError> {
-    if let Some(issued) = credentials::instance_api_certificate(&ctx.client, &ctx.ca, cluster).await? {
-        let mut secret = resources::desired_instance_api_secret(cluster, ctx.ca.cert_pem(), &issued);
-        // When it expires, so that the next reconciles keep it rather than issue another.
-        let not_after = jiff::Timestamp::try_from(issued.not_after)
-            .map(|t| t.to_string())
-            .unwrap_or_default();
-        secret
-            .metadata
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(credentials::NOT_AFTER.to_string(), not_after);
-        apply(&ctx.client, namespace, &secret).await?;
-        let note = "issued the instance API certificate";
-        publish(
-            ctx,
-            cluster,
-            EventType::Normal,
-            "CertificateIssued",
-            "Issue",
-            note,
-        )
-        .await;
-    }
     if !cluster.spec.auth.enabled {
         return Ok(None);
     }
@@ -510,6 +487,8 @@ async fn execute(
         )
         .await?;
     }
+    // Certificates before the pods that mount them.
+    super::certificates::ensure(cluster, ctx, namespace, world, &plan.create).await?;
     create_instances(cluster, ctx, namespace, plan).await?;
     for removal in &plan.remove {
         let pod = world.pods.get(&removal.name);

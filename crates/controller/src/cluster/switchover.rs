@@ -5,14 +5,12 @@
 //! primary to follow it, name it currentPrimary, and lift the old primary's fence. No acknowledged write
 //! is lost: the primary accepts none from the fence on.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cnredis_api::RedisCluster;
-use cnredis_api::names::{INSTANCE_API_PORT, REDIS_PORT};
+use cnredis_api::names::REDIS_PORT;
 use cnredis_instance_client::Target;
 use cnredis_instance_client::wire::{DemoteRequest, Role};
-use kube::ResourceExt;
 use serde_json::json;
 
 use super::observe::World;
@@ -47,23 +45,11 @@ pub enum SwitchoverError {
 }
 
 fn target(world: &World, cluster: &RedisCluster, pod: &str) -> Result<(Target, String), SwitchoverError> {
-    let ip = world
-        .pods
-        .get(pod)
-        .and_then(|p| p.status.as_ref()?.pod_ip.clone())
-        .ok_or_else(|| SwitchoverError::NoAddress(pod.to_string()))?;
-    let address: std::net::IpAddr = ip
-        .parse()
-        .map_err(|_| SwitchoverError::NoAddress(pod.to_string()))?;
-    let server_name =
-        cnredis_pki::instance_api_server_name(&cluster.name_any(), &cluster.namespace().unwrap_or_default());
-    Ok((
-        Target {
-            server_name,
-            address: SocketAddr::new(address, INSTANCE_API_PORT),
-        },
-        ip,
-    ))
+    let no_address = || SwitchoverError::NoAddress(pod.to_string());
+    let pod = world.pods.get(pod).ok_or_else(no_address)?;
+    let target = super::health::api_target(cluster, pod).ok_or_else(no_address)?;
+    let ip = target.address.ip().to_string();
+    Ok((target, ip))
 }
 
 /// Runs (or resumes) `switchover`; returns how long writes were refused.

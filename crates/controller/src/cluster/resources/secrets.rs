@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use cnredis_api::RedisCluster;
-use cnredis_api::names::{REDIS_PORT, app_secret, auth_secret, instance_api_secret, leader_service};
+use cnredis_api::names::{REDIS_PORT, app_secret, auth_secret, leader_service};
 use cnredis_pki::IssuedCertificate;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -74,19 +74,35 @@ pub fn desired_app_secret(cluster: &RedisCluster, password: Option<&str>) -> Sec
     )
 }
 
-/// `<cluster>-instance-api`: the instance API's server certificate and the operator CA that issued it
-/// (which is also what the instance manager trusts for the operator's client certificate).
-pub fn desired_instance_api_secret(cluster: &RedisCluster, ca_pem: &str, cert: &IssuedCertificate) -> Secret {
-    secret(
+/// An instance-API Secret (`<pod>-api`, or the older cluster-wide `<cluster>-instance-api`): the server
+/// certificate and the operator CA that issued it (which is also what the instance manager trusts for the
+/// operator's client certificate), annotated with the certificate's expiry so that later reconciles keep
+/// it until it is due.
+pub fn desired_instance_api_secret(
+    cluster: &RedisCluster,
+    name: &str,
+    ca_pem: &str,
+    cert: &IssuedCertificate,
+) -> Secret {
+    let mut secret = secret(
         cluster,
-        instance_api_secret(cluster_name(cluster)),
+        name.to_string(),
         "kubernetes.io/tls",
         [
             ("ca.crt", ca_pem),
             ("tls.crt", cert.cert_pem.as_str()),
             ("tls.key", cert.key_pem.as_str()),
         ],
-    )
+    );
+    let not_after = jiff::Timestamp::try_from(cert.not_after)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    secret
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(crate::credentials::NOT_AFTER.to_string(), not_after);
+    secret
 }
 
 fn secret<const N: usize>(

@@ -447,11 +447,11 @@ fn server_tls_volume_and_env_exist_only_with_spec_tls() {
 }
 
 #[test]
-fn instance_api_certificate_is_always_mounted() {
+fn instance_api_certificate_of_the_instance_is_always_mounted() {
     for builder in [cluster("cache"), cluster("cache").auth_disabled()] {
         let pod = instance_pod(builder);
         let secret = volume(&pod, "instance-api").unwrap().secret.clone().unwrap();
-        assert_eq!(secret.secret_name.as_deref(), Some("cache-instance-api"));
+        assert_eq!(secret.secret_name.as_deref(), Some("cache-2-api"));
         assert_eq!(
             mount_path(&pod, "instance-api").as_deref(),
             Some("/etc/cnredis/instance-api")

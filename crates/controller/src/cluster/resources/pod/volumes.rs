@@ -5,14 +5,13 @@
 
 use cnredis_api::RedisCluster;
 use cnredis_api::common::ObjectStore;
-use cnredis_api::names::{ANNOTATION_RELOADED_AT, RELOADED_AT_FILE, instance_api_secret};
+use cnredis_api::names::{ANNOTATION_RELOADED_AT, RELOADED_AT_FILE, instance_api_secret_of};
 use k8s_openapi::api::core::v1::{
     DownwardAPIProjection, DownwardAPIVolumeFile, EmptyDirVolumeSource, KeyToPath, ObjectFieldSelector,
     PersistentVolumeClaimVolumeSource, ProjectedVolumeSource, SecretKeySelector, SecretProjection,
     SecretVolumeSource, Volume, VolumeMount, VolumeProjection,
 };
 
-use crate::cluster::resources::meta::cluster_name;
 use crate::cluster::resources::secrets::{PASSWORD_KEY, auth_secret_name};
 
 /// Shared by both containers: the `cnredis` binary, and the instance manager's run directory.
@@ -75,7 +74,7 @@ pub fn pod_volumes(cluster: &RedisCluster, pod_name: &str) -> Vec<PodVolume> {
         volumes.push(read_only(auth(cluster), AUTH_DIR));
     }
     volumes.push(read_only(
-        secret("instance-api", instance_api_secret(cluster_name(cluster))),
+        secret("instance-api", instance_api_secret_of(pod_name)),
         INSTANCE_API_TLS_DIR,
     ));
     if let Some(tls) = &cluster.spec.tls {

@@ -86,10 +86,14 @@ fn instance_api_secret_is_a_tls_secret_with_its_ca() {
     let cert = IssuedCertificate {
         cert_pem: "CERT".to_string(),
         key_pem: "KEY".to_string(),
-        not_after: SystemTime::UNIX_EPOCH,
+        not_after: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(86_400),
     };
-    let secret = desired_instance_api_secret(&cluster("cache").build(), "CA", &cert);
-    assert_eq!(secret.metadata.name.as_deref(), Some("cache-instance-api"));
+    let secret = desired_instance_api_secret(&cluster("cache").build(), "cache-2-api", "CA", &cert);
+    assert_eq!(secret.metadata.name.as_deref(), Some("cache-2-api"));
+    assert_eq!(
+        secret.metadata.annotations.as_ref().unwrap()["cnredis.io/certificateNotAfter"],
+        "1970-01-02T00:00:00Z"
+    );
     assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
     assert_eq!(keys(&secret), ["ca.crt", "tls.crt", "tls.key"]);
     assert_eq!(value(&secret, "ca.crt"), "CA");
