@@ -45,7 +45,10 @@ expect_rendered "leader election off" "--leader-elect=false" --set leaderElectio
 expect_rendered "the image tag" 'image: "cnredis/cnredis:9.9.9"' --set image.tag=9.9.9
 expect_rendered "roles for people, aggregated into view" "rbac.authorization.k8s.io/aggregate-to-view"
 expect_rendered "the plugin's role" "name: cnredis-plugin"
-if "$HELM" template cnredis "$chart" --namespace cnredis-system --set rbac.userRoles=false | grep -q "aggregate-to-view"; then
+if ! without=$("$HELM" template cnredis "$chart" --namespace cnredis-system --set rbac.userRoles=false 2>&1); then
+  echo "FAIL: rbac.userRoles=false does not render: $without"
+  failures=$((failures + 1))
+elif grep -q "aggregate-to-view" <<<"$without"; then
   echo "FAIL: rbac.userRoles=false still renders the roles for people"
   failures=$((failures + 1))
 else

@@ -10,7 +10,7 @@
 #   <!-- runbook-test: until-stopped N -->   runs until stopped (`-w`): ran N seconds, then stopped
 #   <!-- runbook-test: skip REASON -->       not run, with why
 #   <!-- runbook-test: given STATE -->       run after given_STATE (below) put the cluster in that state
-#   <!-- runbook-test: expect TEXT -->       run; its output must contain TEXT
+#   <!-- runbook-test: expect RE && RE -->   run; a line of its output matches each extended regular expression
 # Every other block must exit 0 within 120 s. After the blocks, the restore the runbook started must
 # reach Healthy. Prints "N passed, N failed".
 set -uo pipefail
@@ -140,9 +140,11 @@ for runbook in $RUNBOOKS; do
         timeout 120 bash -euo pipefail -c "$code" >"$WORK/out" 2>&1; rc=$? ;;
       expect*)
         timeout 120 bash -euo pipefail -c "$code" >"$WORK/out" 2>&1; rc=$?
-        if [[ $rc == 0 ]] && ! grep -qF -- "${directive#expect }" "$WORK/out"; then
-          echo "(the output lacks \"${directive#expect }\")" >>"$WORK/out"; rc=1
-        fi ;;
+        patterns=${directive#expect }
+        while [[ $rc == 0 && -n $patterns ]]; do
+          pattern=${patterns%% && *}; [[ $patterns == *" && "* ]] && patterns=${patterns#* && } || patterns=""
+          grep -qE -- "$pattern" "$WORK/out" || { echo "(no line of the output matches /$pattern/)" >>"$WORK/out"; rc=1; }
+        done ;;
       run) timeout 120 bash -euo pipefail -c "$code" >"$WORK/out" 2>&1; rc=$? ;;
       *) fail "$where: unknown directive '$directive'"; continue ;;
     esac

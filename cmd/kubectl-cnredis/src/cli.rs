@@ -184,6 +184,8 @@ fn exec_args(
         IN_POD_BINARY.to_string(),
         "instance".to_string(),
         "cli".to_string(),
+        // The user's words go to valkey-cli, even those that look like options of `cnredis instance cli`.
+        "--".to_string(),
     ]);
     out.extend(args.iter().cloned());
     out
@@ -281,6 +283,7 @@ mod tests {
                 "/controller/cnredis",
                 "instance",
                 "cli",
+                "--",
                 "GET",
                 "k"
             ])

@@ -44,7 +44,7 @@ pub async fn run(kube: &Kube, name: &str, wait: Option<Duration>) -> anyhow::Res
     }
     for (pod, parameters) in pending_restart.borrow().iter() {
         println!(
-            "{pod} needs a restart to apply {} (kubectl cnredis restart {name})",
+            "{pod} needs a restart to apply {}: the operator restarts it (a rolling update)",
             parameters.join(", ")
         );
     }
