@@ -71,3 +71,12 @@ spec:
   ${4:-}
 YAML
 }
+
+# fresh_namespace NS: creates namespace NS, first waiting (up to 180 s) for one an earlier run left
+# terminating to be gone. Uses $KUBECTL.
+fresh_namespace() {
+  local ns=$1
+  gone() { ! "$KUBECTL" get namespace "$ns" -o name 2>/dev/null | grep -q .; }
+  gone || wait_until "namespace $ns of an earlier run gone" 180 gone || return 1
+  "$KUBECTL" create namespace "$ns" >/dev/null
+}

@@ -74,7 +74,7 @@ shows() {
   for text in "$@"; do grep -qF -- "$text" "$file" || { echo "missing \"$text\" in:"; cat "$file"; return 1; }; done
 }
 
-k create namespace "$NS" >/dev/null 2>&1
+fresh_namespace "$NS"
 k create secret generic s3 --from-literal=id="$S3_ACCESS_KEY" --from-literal=key="$S3_SECRET_KEY" >/dev/null
 "$KUBECTL" -n "$NS" apply -f - >/dev/null <<YAML
 apiVersion: redis.cnredis.io/v1
@@ -268,8 +268,16 @@ cnredis cli "$C" "$(replica_of 1)" --local -- ROLE >"$WORK/cli-role" 2>&1 && [[ 
 cnredis cli "$C" "$C-9" --local -- PING >"$WORK/cli-unknown" 2>&1
 [[ $? -ne 0 ]] && shows "$WORK/cli-unknown" "$C-9 is not a running pod of $C" >/dev/null \
   && ok "cli on an unknown instance refused: $(cat "$WORK/cli-unknown")" || fail "cli on an unknown instance: $(cat "$WORK/cli-unknown")"
+# The default goes through `kubectl exec`: with a kubectl that records its arguments, the exact command;
+# with the real one, the local kubelet's refusal (the error docs/plugin.md shows).
+printf '#!/bin/sh\necho "$@" >"%s"\n' "$WORK/exec-args" >"$WORK/recording-kubectl" && chmod +x "$WORK/recording-kubectl"
+KUBECTL=$WORK/recording-kubectl timeout 20 "$KUBECTL" cnredis -n "$NS" cli "$C" -- PING --raw </dev/null >/dev/null 2>&1
+want="--namespace=$NS exec -i $(primary) -c server -- /controller/cnredis instance cli -- PING --raw"
+[[ $(cat "$WORK/exec-args" 2>/dev/null) == "$want" ]] && ok "cli runs: kubectl $want" \
+  || fail "cli ran kubectl $(cat "$WORK/exec-args" 2>/dev/null), not $want"
 timeout 20 "$KUBECTL" cnredis -n "$NS" cli "$C" -- PING </dev/null >"$WORK/cli-exec" 2>&1
-[[ $? -ne 0 ]] && ok "cli through kubectl exec fails where the kubelet has no exec: $(head -c 200 "$WORK/cli-exec")" \
+[[ $? -ne 0 ]] && grep -q "error stream protocol error" "$WORK/cli-exec" \
+  && ok "cli through kubectl exec fails where the kubelet has no exec: $(head -c 200 "$WORK/cli-exec")" \
   || fail "cli through exec on the local cluster: $(cat "$WORK/cli-exec")"
 
 # --- reload after a password rotation: every instance takes the new password, nothing restarts

@@ -59,7 +59,7 @@ given_waiting_for_the_user() {
 }
 backup_done() { [[ $(kubectl get rbak "$1" -o jsonpath='{.status.phase}') == completed ]]; }
 
-kubectl create namespace "$NS" >/dev/null
+fresh_namespace "$NS"
 kubectl create secret generic backup-credentials \
   --from-literal=ACCESS_KEY_ID="$S3_ACCESS_KEY" --from-literal=SECRET_ACCESS_KEY="$S3_SECRET_KEY" >/dev/null
 for cluster in sessions orders; do
