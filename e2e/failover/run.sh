@@ -215,13 +215,16 @@ for scenario in $SCENARIOS; do
 done
 
 touch "$WORK/probe.stop"; wait "$probe"
-events=$(k get events --field-selector "involvedObject.name=$C" -o jsonpath='{range .items[*]}{.reason} {end}')
-[[ $events == *FailoverStarted* && $events == *PrimaryFenced* && $events == *FailoverCompleted* ]] \
-  && ok "events: $(tr ' ' '\n' <<<"$events" | sort | uniq -c | tr -s ' \n' ' ')" || fail "events: $events"
-operator_ip=$("$KUBECTL" -n cnredis-system get pod -l app.kubernetes.io/name=cnredis -o jsonpath='{.items[0].status.podIP}')
-metrics=$(curl -s "http://$operator_ip:8080/metrics")
-grep -q '^cnredis_failovers_completed_total' <<<"$metrics" && ok "metrics: $(grep '^cnredis_failovers_completed_total' <<<"$metrics" | tr '\n' ' ')" \
-  || fail "no cnredis_failovers_completed_total metric"
+# The failover Events and metrics, when a scenario failed over (switchovers are not failovers).
+if tr ' ' '\n' <<<"$SCENARIOS" | grep -v '^$' | grep -qv '^switchover'; then
+  events=$(k get events --field-selector "involvedObject.name=$C" -o jsonpath='{range .items[*]}{.reason} {end}')
+  [[ $events == *FailoverStarted* && $events == *PrimaryFenced* && $events == *FailoverCompleted* ]] \
+    && ok "events: $(tr ' ' '\n' <<<"$events" | sort | uniq -c | tr -s ' \n' ' ')" || fail "events: $events"
+  operator_ip=$("$KUBECTL" -n cnredis-system get pod -l app.kubernetes.io/name=cnredis -o jsonpath='{.items[0].status.podIP}')
+  metrics=$(curl -s "http://$operator_ip:8080/metrics")
+  grep -q '^cnredis_failovers_completed_total' <<<"$metrics" && ok "metrics: $(grep '^cnredis_failovers_completed_total' <<<"$metrics" | tr '\n' ' ')" \
+    || fail "no cnredis_failovers_completed_total metric"
+fi
 # Kept for a look when something failed (the cluster is torn down after the suite anyway).
 # KEEP_CLUSTER=1 keeps it for the next invocation (hack/bench-sentinel.sh alternates with Sentinel's).
 ((failed > 0)) || [[ -n ${KEEP_CLUSTER:-} ]] || k delete rcl "$C" --wait=false >/dev/null

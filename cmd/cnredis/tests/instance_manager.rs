@@ -766,6 +766,55 @@ async fn a_fence_while_the_server_is_down_is_acknowledged_and_the_server_starts_
     assert!(h.status("c-1").await.unwrap().fenced);
 }
 
+/// The target of a switchover that restarts without a dataset on disk (a demoted primary that never
+/// wrote a snapshot, its server killed) follows the current primary and catches up. Isolated, as an
+/// empty target used to start, it never did, and the switchover stalled with writes refused until it
+/// was abandoned (seen in the failover suite's switchover-kill-target).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_target_restarted_without_a_dataset_follows_the_current_primary() {
+    let mut h = Harness::new("empty-target", "valkey-9.1", 2, "none");
+    h.set_primary(Some("c-1"), Some("c-1"));
+    h.start("c-1");
+    h.start("c-2");
+    h.wait_ready("c-1").await;
+    set(&h, "c-1", "k", "written before the switchover")
+        .await
+        .unwrap();
+    wait_value(&h, "c-2", "k", "written before the switchover").await;
+    h.record_instances(&[("c-1", 1, 100), ("c-2", 1, 100)]);
+
+    // c-2 goes down, its files with it; the switchover to it begins meanwhile.
+    let mut manager = h.instances[1].manager.take().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(manager.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    tokio::task::spawn_blocking(move || manager.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let data_dir = h.instance("c-2").data_dir.clone();
+    let _ = std::fs::remove_file(data_dir.join("dump.rdb"));
+    let _ = std::fs::remove_dir_all(data_dir.join("appendonlydir"));
+    h.set_primary(Some("c-1"), Some("c-2"));
+    set(&h, "c-1", "k2", "written during the switchover")
+        .await
+        .unwrap();
+    h.start("c-2");
+
+    // It copies c-1's dataset, including what c-1 took while it was down.
+    wait_value(&h, "c-2", "k", "written before the switchover").await;
+    wait_value(&h, "c-2", "k2", "written during the switchover").await;
+    let log = std::fs::read_to_string(&h.instance("c-2").log).unwrap();
+    let start = log.lines().rfind(|line| line.contains("starting the server"));
+    assert!(
+        start.is_some_and(|line| line.contains("Replica")
+            && (line.contains("dataset_on_disk=false") || line.contains("\"dataset_on_disk\":false"))),
+        "c-2's last start was not as a replica without a dataset: {start:?}"
+    );
+}
+
 /// A valkey-server of this test on the unix socket `server.sock` in `run_dir`, with its files in
 /// `data_dir` and `extra` arguments.
 fn local_server(run_dir: &std::path::Path, data_dir: &std::path::Path, extra: &[&str]) -> LocalServer {

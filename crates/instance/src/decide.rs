@@ -274,8 +274,14 @@ pub fn boot_plan(desired: &Desired, dataset_on_disk: bool) -> (BootRole, bool) {
     let me = Some(desired.pod_name.as_str());
     let empty_guard = !dataset_on_disk && desired.cluster_has_data;
     let role = if desired.target_primary.as_deref() == me {
-        if empty_guard || is_primary_restart(desired) {
+        if is_primary_restart(desired) {
             BootRole::Isolated
+        } else if empty_guard {
+            // The target of a switchover that restarted without a dataset (a demoted primary that never
+            // wrote a snapshot, its server killed): it must not serve empty, but isolated it could never
+            // catch up and the switchover would stall with writes refused. It follows the current primary
+            // (fenced by the switchover, it still replicates) and is promoted once it has caught up.
+            boot_without_lease(desired).0
         } else {
             BootRole::Primary
         }

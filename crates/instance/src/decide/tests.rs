@@ -985,6 +985,16 @@ fn a_switchover_target_that_restarts_before_it_holds_the_lease_follows_the_curre
         boot_without_lease(&desired.clone().fence_requested()),
         (BootRole::Replica { address: addr("c-1") }, true)
     );
+    // Restarted without a dataset on disk (a demoted primary that never wrote a snapshot): not primary,
+    // and not isolated either, where it could never catch up: it follows c-1 at once.
+    assert_eq!(
+        boot_plan(&desired.clone().with_data(), false),
+        (BootRole::Replica { address: addr("c-1") }, false)
+    );
+    assert_eq!(
+        boot_plan(&desired.clone().with_data().no_address(), false),
+        (BootRole::Isolated, true)
+    );
     // The current primary itself, or no primary to follow: isolated and fenced.
     for desired in [
         pod("c-1").primary_is("c-1"),
