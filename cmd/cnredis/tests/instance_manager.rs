@@ -544,6 +544,22 @@ async fn guards(engine: &str) {
     let _ = CLUSTER;
 }
 
+/// Stops the instance manager of `pod` as the kubelet does when its pod goes away (SIGTERM: it stops its
+/// server and exits) and waits for it to exit.
+async fn stop_manager(h: &mut Harness, pod: &str) {
+    let index = h.instances.iter().position(|i| i.name == pod).unwrap();
+    let mut manager = h.instances[index].manager.take().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(manager.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    tokio::task::spawn_blocking(move || manager.wait())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 /// A replica that was in sync stays ready (in `-replica`'s endpoints) for `maxStaleReadSeconds` after its
 /// primary went away, serving what it has, then turns not ready; `/v1/status` says how long the link has
 /// been down.
@@ -565,16 +581,7 @@ async fn stale_reads(engine: &str) {
     assert_eq!(linked.replication.link_down_seconds, None);
 
     // The primary's pod goes away: its manager stops its server and exits.
-    let mut primary = h.instances[0].manager.take().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(primary.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    tokio::task::spawn_blocking(move || primary.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    stop_manager(&mut h, "c-1").await;
     let stopped = Instant::now();
 
     // Probed like the kubelet does (no certificate) until it turns not ready.
@@ -784,16 +791,7 @@ async fn a_switchover_target_restarted_without_a_dataset_follows_the_current_pri
     h.record_instances(&[("c-1", 1, 100), ("c-2", 1, 100)]);
 
     // c-2 goes down, its files with it; the switchover to it begins meanwhile.
-    let mut manager = h.instances[1].manager.take().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(manager.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    tokio::task::spawn_blocking(move || manager.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    stop_manager(&mut h, "c-2").await;
     let data_dir = h.instance("c-2").data_dir.clone();
     let _ = std::fs::remove_file(data_dir.join("dump.rdb"));
     let _ = std::fs::remove_dir_all(data_dir.join("appendonlydir"));
