@@ -162,7 +162,7 @@ pub struct InstanceCliArgs {
 /// Replaces this process with the cli; returns only when it cannot start.
 pub fn cli(args: InstanceCliArgs) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
-    let binary = find_cli(args.engine_dir.as_deref())
+    let binary = cnredis_instance::run::find_binary(args.engine_dir.as_deref(), &["valkey-cli", "redis-cli"])
         .context("neither valkey-cli nor redis-cli is in the engine directory or PATH")?;
     let mut command = std::process::Command::new(&binary);
     command
@@ -177,14 +177,4 @@ pub fn cli(args: InstanceCliArgs) -> anyhow::Result<()> {
     }
     let error = command.exec();
     Err(error).with_context(|| format!("running {}", binary.display()))
-}
-
-fn find_cli(engine_dir: Option<&std::path::Path>) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = engine_dir.map(PathBuf::from).into_iter().collect();
-    dirs.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
-    ["valkey-cli", "redis-cli"]
-        .iter()
-        .find_map(|name| dirs.iter().map(|dir| dir.join(name)).find(|path| path.is_file()))
 }

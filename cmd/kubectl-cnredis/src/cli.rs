@@ -61,12 +61,7 @@ pub async fn run(kube: &Kube, flags: &KubeArgs, args: CliArgs<'_>) -> anyhow::Re
                 args.cluster
             );
         }
-        let mut command = Command::new(binary);
-        command.args(local_args(ip, args.args));
-        if let Some(password) = password {
-            command.env("REDISCLI_AUTH", password);
-        }
-        command
+        local_command(&binary, ip, args.args, password.as_deref())
     } else {
         let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
         let mut command = Command::new(std::env::var_os("KUBECTL").unwrap_or_else(|| "kubectl".into()));
@@ -191,6 +186,17 @@ fn exec_args(
     out
 }
 
+/// The cli on this machine, to `ip`, with the password in its environment (an argument would be visible
+/// to every process of the machine).
+fn local_command(binary: &Path, ip: &str, args: &[String], password: Option<&str>) -> Command {
+    let mut command = Command::new(binary);
+    command.args(local_args(ip, args));
+    if let Some(password) = password {
+        command.env("REDISCLI_AUTH", password);
+    }
+    command
+}
+
 /// `-h IP -p 6379 ARGS` for a cli on this machine.
 fn local_args(ip: &str, args: &[String]) -> Vec<String> {
     let mut out = vec![
@@ -301,9 +307,26 @@ mod tests {
 
     #[test]
     fn local_connects_to_the_pod_ip_and_never_puts_the_password_in_the_arguments() {
-        assert_eq!(
-            local_args("10.244.1.7", &strings(&["PING"])),
-            strings(&["-h", "10.244.1.7", "-p", "6379", "PING"])
+        let command = local_command(
+            Path::new("valkey-cli"),
+            "10.244.1.7",
+            &strings(&["PING"]),
+            Some("s3cret"),
         );
+        let args: Vec<String> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args, strings(&["-h", "10.244.1.7", "-p", "6379", "PING"]));
+        let envs: Vec<(String, String)> = command
+            .get_envs()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.to_string_lossy().into_owned(),
+                    v?.to_string_lossy().into_owned(),
+                ))
+            })
+            .collect();
+        assert_eq!(envs, [("REDISCLI_AUTH".to_string(), "s3cret".to_string())]);
     }
 }

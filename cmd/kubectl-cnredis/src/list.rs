@@ -2,13 +2,12 @@
 //! line each — where to look first when several clusters share a namespace or a page names none.
 
 use cnredis_api::RedisCluster;
-use cnredis_api::names::{ANNOTATION_FENCED_INSTANCES, FencedInstances};
 use jiff::Timestamp;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 use crate::connect::Kube;
-use crate::render::age;
+use crate::render::{age, fenced_instances, phase_tone};
 use crate::table::{Table, Tone};
 
 pub async fn clusters(kube: &Kube, all_namespaces: bool) -> anyhow::Result<Vec<RedisCluster>> {
@@ -57,23 +56,14 @@ pub fn render(
     for cluster in clusters {
         let status = cluster.status.clone().unwrap_or_default();
         let phase = status.phase.clone().unwrap_or_else(|| "-".to_string());
-        let phase_tone = match phase.as_str() {
-            "Healthy" => Tone::Good,
-            "Failing over" | "Bootstrap failed" => Tone::Bad,
-            _ => Tone::Warn,
-        };
+        let phase_tone = phase_tone(&phase);
         let ready_tone = if status.ready_instances >= cluster.spec.instances {
             Tone::Plain
         } else {
             Tone::Warn
         };
-        let fenced = match FencedInstances::parse(
-            cluster
-                .annotations()
-                .get(ANNOTATION_FENCED_INSTANCES)
-                .map(String::as_str),
-        ) {
-            Ok(fenced) => fenced.to_annotation().map(|a| (a, Tone::Warn)),
+        let fenced = match fenced_instances(cluster) {
+            Ok(fenced) => fenced.map(|list| (list, Tone::Bad)),
             Err(_) => Some(("invalid annotation".to_string(), Tone::Bad)),
         };
         let mut row = vec![
@@ -117,6 +107,7 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cnredis_api::names::ANNOTATION_FENCED_INSTANCES;
     use cnredis_api::{RedisClusterSpec, RedisClusterStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 

@@ -60,29 +60,17 @@ pub async fn observe(kube: &Kube, name: &str) -> anyhow::Result<Observed> {
     let zones = node_zones(&kube.client, &pods).await;
     let summaries: Vec<PodSummary> = pods.iter().map(|p| summary(p, &zones)).collect();
 
-    let mut answers = tokio::task::JoinSet::new();
-    for pod in &pods {
-        let client = kube.client.clone();
-        let namespace = kube.namespace.clone();
-        let pod_name = pod.name_any();
-        let has_ip = pod.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some();
-        answers.spawn(async move {
-            let answer = if has_ip {
-                match instance_report(&client, &namespace, &pod_name).await {
-                    Ok(report) => Answer::Report(Box::new(report)),
-                    Err(error) => Answer::Error(error),
-                }
-            } else {
-                Answer::Error("the pod has no IP address".into())
+    let instances = reports(kube, &pods)
+        .await?
+        .into_iter()
+        .map(|(pod, report)| {
+            let answer = match report {
+                Ok(report) => Answer::Report(Box::new(report)),
+                Err(error) => Answer::Error(error),
             };
-            (pod_name, answer)
-        });
-    }
-    let mut instances = BTreeMap::new();
-    while let Some(joined) = answers.join_next().await {
-        let (pod, answer) = joined?;
-        instances.insert(pod, answer);
-    }
+            (pod, answer)
+        })
+        .collect();
 
     let pod_names: Vec<String> = summaries.iter().map(|p| p.name.clone()).collect();
     let backups = of_cluster(kube, |b: &RedisBackup| b.spec.cluster.name == name).await;
@@ -115,6 +103,35 @@ where
         .await
         .map(|list| list.items.into_iter().filter(|o| of_this(o)).collect())
         .unwrap_or_default()
+}
+
+/// Every pod's answer to `GET /v1/status`, asked in parallel (one silent pod costs one timeout, not one
+/// per pod), or why there is none.
+pub async fn reports(
+    kube: &Kube,
+    pods: &[Pod],
+) -> anyhow::Result<BTreeMap<String, Result<InstanceReport, String>>> {
+    let mut answers = tokio::task::JoinSet::new();
+    for pod in pods {
+        let client = kube.client.clone();
+        let namespace = kube.namespace.clone();
+        let pod_name = pod.name_any();
+        let has_ip = pod.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some();
+        answers.spawn(async move {
+            let report = if has_ip {
+                instance_report(&client, &namespace, &pod_name).await
+            } else {
+                Err("the pod has no IP address".into())
+            };
+            (pod_name, report)
+        });
+    }
+    let mut reports = BTreeMap::new();
+    while let Some(joined) = answers.join_next().await {
+        let (pod, report) = joined?;
+        reports.insert(pod, report);
+    }
+    Ok(reports)
 }
 
 /// `GET /v1/status` of one instance through `pods/proxy` (the instance API serves it without a client

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use cnredis_api::names::ANNOTATION_RELOADED_AT;
 use cnredis_instance_client::wire::InstanceReport;
-use kube::ResourceExt;
 
 use crate::connect::Kube;
 use crate::follow::{self, Look, Outcome};
@@ -22,12 +21,9 @@ pub async fn run(kube: &Kube, name: &str, wait: Option<Duration>) -> anyhow::Res
     let Some(timeout) = wait else { return Ok(()) };
     let pending_restart = std::cell::RefCell::new(BTreeMap::new());
     let look = || async {
-        let pods = observe::pods(kube, &cluster).await?;
-        let mut reports = BTreeMap::new();
-        for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
-            let report = observe::instance_report(&kube.client, &kube.namespace, &pod.name_any()).await;
-            reports.insert(pod.name_any(), report);
-        }
+        let mut pods = observe::pods(kube, &cluster).await?;
+        pods.retain(|p| p.metadata.deletion_timestamp.is_none());
+        let reports = observe::reports(kube, &pods).await?;
         let progress = Progress::of(&reports, &at);
         *pending_restart.borrow_mut() = progress.pending_restart.clone();
         Ok(Look {

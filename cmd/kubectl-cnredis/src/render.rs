@@ -57,12 +57,7 @@ fn summary(out: &mut String, observed: &Observed, style: Style) {
         ),
     ));
     let phase = status.phase.clone().unwrap_or_else(|| "(none yet)".into());
-    let tone = match phase.as_str() {
-        "Healthy" => Tone::Good,
-        p if p.starts_with("Bootstrap failed") || p.contains("fail") => Tone::Bad,
-        _ => Tone::Warn,
-    };
-    lines.push(("Phase", paint(&phase, tone, style.colour)));
+    lines.push(("Phase", paint(&phase, phase_tone(&phase), style.colour)));
     if let Some(reason) = &status.phase_reason {
         lines.push(("", reason.clone()));
     }
@@ -98,21 +93,13 @@ fn summary(out: &mut String, observed: &Observed, style: Style) {
         "Image",
         status.image.clone().unwrap_or_else(|| spec.image_name.clone()),
     ));
-    let fenced = FencedInstances::parse(
-        cluster
-            .annotations()
-            .get(cnredis_api::names::ANNOTATION_FENCED_INSTANCES)
-            .map(String::as_str),
-    );
-    let fencing = match fenced {
-        Ok(f) => match f.to_annotation() {
-            None => "none".to_string(),
-            Some(list) => paint(
-                &format!("{list} (cnredis.io/fencedInstances)"),
-                Tone::Bad,
-                style.colour,
-            ),
-        },
+    let fencing = match fenced_instances(cluster) {
+        Ok(None) => "none".to_string(),
+        Ok(Some(list)) => paint(
+            &format!("{list} (cnredis.io/fencedInstances)"),
+            Tone::Bad,
+            style.colour,
+        ),
         Err(error) => paint(&format!("invalid annotation: {error}"), Tone::Bad, style.colour),
     };
     lines.push(("Fenced", fencing));
@@ -726,6 +713,27 @@ fn when(time: &Time) -> String {
 }
 
 /// kubectl-style age of `then` seen at `now`: `45s`, `12m`, `5h`, `3d`.
+/// How a cluster's phase is coloured, in `status` and in the list of clusters alike.
+pub fn phase_tone(phase: &str) -> Tone {
+    match phase {
+        "Healthy" => Tone::Good,
+        p if p.to_lowercase().contains("fail") => Tone::Bad,
+        _ => Tone::Warn,
+    }
+}
+
+/// The instances `cnredis.io/fencedInstances` fences (as the annotation lists them; `None` for none), or
+/// why the annotation cannot be read.
+pub fn fenced_instances(cluster: &cnredis_api::RedisCluster) -> Result<Option<String>, String> {
+    let annotation = cluster
+        .annotations()
+        .get(cnredis_api::names::ANNOTATION_FENCED_INSTANCES)
+        .map(String::as_str);
+    FencedInstances::parse(annotation)
+        .map(|fenced| fenced.to_annotation())
+        .map_err(|error| error.to_string())
+}
+
 pub fn age(now: Timestamp, then: &Time) -> String {
     seconds(u64::try_from(now.as_second() - then.0.as_second()).unwrap_or(0))
 }

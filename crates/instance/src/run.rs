@@ -33,29 +33,32 @@ pub struct RunOptions {
     pub engine_dir: Option<PathBuf>,
 }
 
-/// Finds `valkey-server`, else `redis-server`, and reads its version. Runs before the reaper starts: the
-/// version probe is the only child the manager waits for itself.
-pub fn detect_engine(engine_dir: Option<&Path>) -> anyhow::Result<(PathBuf, Engine)> {
+/// The first of `names` found in `engine_dir`, else in a directory of `PATH` (in that order of names).
+pub fn find_binary(engine_dir: Option<&Path>, names: &[&str]) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = engine_dir.map(Path::to_path_buf).into_iter().collect();
     dirs.extend(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
     ));
-    for kind in [EngineKind::Valkey, EngineKind::Redis] {
-        let Some(binary) = dirs
-            .iter()
-            .map(|dir| dir.join(kind.server_binary()))
-            .find(|path| path.is_file())
-        else {
-            continue;
-        };
-        let output = Command::new(&binary)
-            .arg("--version")
-            .output()
-            .with_context(|| format!("running {} --version", binary.display()))?;
-        let engine = Engine::parse_version_output(&String::from_utf8_lossy(&output.stdout))?;
-        return Ok((binary, engine));
-    }
-    anyhow::bail!("neither valkey-server nor redis-server is in PATH")
+    names
+        .iter()
+        .find_map(|name| dirs.iter().map(|dir| dir.join(name)).find(|path| path.is_file()))
+}
+
+/// Finds `valkey-server`, else `redis-server`, and reads its version. Runs before the reaper starts: the
+/// version probe is the only child the manager waits for itself.
+pub fn detect_engine(engine_dir: Option<&Path>) -> anyhow::Result<(PathBuf, Engine)> {
+    let names = [
+        EngineKind::Valkey.server_binary(),
+        EngineKind::Redis.server_binary(),
+    ];
+    let binary =
+        find_binary(engine_dir, &names).context("neither valkey-server nor redis-server is in PATH")?;
+    let output = Command::new(&binary)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("running {} --version", binary.display()))?;
+    let engine = Engine::parse_version_output(&String::from_utf8_lossy(&output.stdout))?;
+    Ok((binary, engine))
 }
 
 /// Whether the data directory holds a dataset the server will load.
