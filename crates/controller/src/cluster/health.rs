@@ -510,9 +510,22 @@ async fn drive(
                 .await?;
                 to
             }
-            Err(failover::NoCandidate(why)) => {
+            Err(not_chosen) => {
+                // Waiting for replicas is part of a failover under way; no replica to promote stops it.
+                let (why, under_way, reason, event_type, event) = match &not_chosen {
+                    NotChosen::Waiting(why) => (
+                        why,
+                        true,
+                        "WaitingForReplicas",
+                        EventType::Normal,
+                        "FailoverWaiting",
+                    ),
+                    NotChosen::Blocked(why) => {
+                        (why, false, "NoCandidate", EventType::Warning, "FailoverBlocked")
+                    }
+                };
                 if status.phase_reason.as_deref() != Some(why.as_str()) {
-                    let cond = failover_condition(cluster, false, "NoCandidate", &why);
+                    let cond = failover_condition(cluster, under_way, reason, why);
                     super::status::merge(
                         &ctx.client,
                         cluster,
@@ -520,15 +533,7 @@ async fn drive(
                     )
                     .await?;
                     let note = format!("{from} stays fenced: {why}");
-                    publish(
-                        ctx,
-                        cluster,
-                        EventType::Warning,
-                        "FailoverBlocked",
-                        "Failover",
-                        &note,
-                    )
-                    .await;
+                    publish(ctx, cluster, event_type, event, "Failover", &note).await;
                 }
                 return Ok(());
             }
@@ -670,6 +675,15 @@ async fn fence_facts(
     Ok(facts)
 }
 
+/// Why no replica is chosen yet.
+enum NotChosen {
+    /// Replicas that may hold writes the others lack have not answered: the choice waits for them, for
+    /// a bounded time.
+    Waiting(String),
+    /// No replica may be promoted.
+    Blocked(String),
+}
+
 /// Polls every other instance and chooses the one to promote.
 async fn choose(
     ctx: &Context,
@@ -677,7 +691,7 @@ async fn choose(
     pods: &BTreeMap<String, Pod>,
     from: &str,
     waited: jiff::SignedDuration,
-) -> Result<String, failover::NoCandidate> {
+) -> Result<String, NotChosen> {
     let fenced = fenced_by_user(cluster);
     let others: Vec<&Pod> = pods.values().filter(|pod| pod.name_any() != from).collect();
     let reports = futures::future::join_all(others.iter().map(|pod| report_of(ctx, cluster, pod))).await;
@@ -700,7 +714,7 @@ async fn choose(
         .collect();
     let absent = failover::replicas_to_wait_for(&candidates);
     if !absent.is_empty() && waited.unsigned_abs() < failover::WAIT_FOR_REPLICAS {
-        return Err(failover::NoCandidate(format!(
+        return Err(NotChosen::Waiting(format!(
             "waiting up to {}s for {} to answer before choosing: a write acknowledged by one replica only may be there",
             failover::WAIT_FOR_REPLICAS.as_secs(),
             absent.join(", ")
@@ -712,6 +726,7 @@ async fn choose(
         .and_then(|s| s.instances_status.iter().find(|i| i.name == from))
         .and_then(|i| i.replication_id.clone());
     failover::choose_failover_target(lineage.as_deref(), &candidates)
+        .map_err(|failover::NoCandidate(why)| NotChosen::Blocked(why))
 }
 
 /// One instance as a failover candidate; `pod` None: its pod is gone.
