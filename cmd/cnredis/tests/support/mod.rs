@@ -42,11 +42,25 @@ pub fn engine_dir(engine: &str) -> PathBuf {
     dir
 }
 
+/// A free port that no other caller in this process got, below the kernel's ephemeral range (32768 and
+/// up). A port the kernel picks for port 0 is one it also hands to outgoing connections and to the next
+/// caller asking for port 0: a server restarted on it after a kill found it taken (seen in CI, the test
+/// of a fence while the server is down), and the tests run in parallel threads.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const END: u32 = 32_768;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Processes running at once (test binaries of other crates) start at different places.
+    let start = FIRST + std::process::id() % 1_000 * 10;
+    let _ = NEXT.compare_exchange(0, start, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..(END - FIRST) {
+        let port = FIRST + (NEXT.fetch_add(1, Ordering::SeqCst) - FIRST) % (END - FIRST);
+        if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+    panic!("no free port in {FIRST}..{END}")
 }
 
 /// Waits for `check` to return `Ok`, up to `within`; panics with the last observation otherwise.
