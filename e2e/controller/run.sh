@@ -210,6 +210,12 @@ P=$(primary)
 pvcs=$(k get pvc -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.metadata.name} {end}')
 [[ $pvcs == "$remaining" ]] && ok "their PVCs were deleted (pvcRetentionPolicy Delete): $pvcs" || fail "PVCs: $pvcs"
 has_key "$(pod_ip "$(primary)")" e2e:key first && ok "data intact after scaling" || fail "data lost after scaling"
+# Each instance has its own instance-API certificate, naming its pod only; a removed instance's is gone.
+secrets=$(k get secrets -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.metadata.name} {end}' | tr ' ' '\n' | grep -- '-api$' | sort | tr '\n' ' ')
+want=$(for pod in $remaining; do echo "$pod-api"; done | sort | tr '\n' ' ')
+[[ $secrets == "$want" ]] && ok "instance-API certificates: $secrets" || fail "instance-API Secrets: $secrets, instances: $remaining"
+san=$(k get secret "$P-api" -o jsonpath='{.data.tls\.crt}' | base64 -d | openssl x509 -noout -ext subjectAltName 2>&1 | tail -n +2 | tr -d ' ')
+[[ $san == "DNS:$P.$C-any.$NS.svc" ]] && ok "$P's certificate names $P only: $san" || fail "$P's certificate names: $san"
 
 echo "== deleting the RedisCluster removes what it owns"
 k delete rcl "$C" --wait=true >/dev/null
