@@ -416,7 +416,7 @@ detectLocalMode: ClusterCIDR
 nodePortAddresses: [10.245.0.0/24]
 iptables:
   localhostNodePorts: false   # would set net.ipv4.conf.all.route_localnet=1 on the host
-  minSyncPeriod: 0s
+  minSyncPeriod: 1s   # kube-proxy's default, written out: 0s here would mean the default too
   syncPeriod: 30s
 # zero: leave every conntrack sysctl as it is (some are read-only here)
 conntrack:

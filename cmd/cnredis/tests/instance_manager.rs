@@ -813,6 +813,65 @@ async fn a_switchover_target_restarted_without_a_dataset_follows_the_current_pri
     );
 }
 
+/// A primary whose server exits says so at once: its report names it `restartedPrimary` while the
+/// server is still down (the restart delay is a second), so the operator fails over without waiting for
+/// the server to come back; and it comes back isolated and fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_whose_server_exits_reports_the_restart_before_the_server_is_back() {
+    let mut h = Harness::new("exit-report", "valkey-9.1", 2, "rdb");
+    h.set_primary(Some("c-1"), Some("c-1"));
+    h.start("c-1");
+    h.start("c-2");
+    h.wait_ready("c-1").await;
+    // Recorded before c-2's first sync, which takes seconds: the managers read the view every 100 ms.
+    h.record_instances(&[("c-1", 1, 100), ("c-2", 1, 100)]);
+    set(&h, "c-1", "k", "acknowledged").await.unwrap();
+    wait_value(&h, "c-2", "k", "acknowledged").await;
+    let mut primary = h.redis("c-1", PASSWORD).await.unwrap();
+    let server_pid: i32 = info_field(&mut primary, "process_id")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    // On disk too, so that the restart is one with data (not an empty one).
+    redis::cmd("SAVE").query_async::<()>(&mut primary).await.unwrap();
+    let before = h.status("c-1").await.unwrap();
+    assert!(!before.restarted_primary, "{before:?}");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let down = eventually("a report of c-1 with its server down", WAIT, || async {
+        let report = h.status("c-1").await?;
+        if !report.answered && report.server_restarts == 1 {
+            Ok(report)
+        } else {
+            Err(format!("{report:?}"))
+        }
+    })
+    .await;
+    assert!(
+        down.restarted_primary,
+        "the server is down and the report does not say the primary restarted: {down:?}"
+    );
+    let back = eventually("c-1's server back, isolated and fenced", WAIT, || async {
+        let report = h.status("c-1").await?;
+        if report.answered && report.fenced {
+            Ok(report)
+        } else {
+            Err(format!("{report:?}"))
+        }
+    })
+    .await;
+    assert!(back.restarted_primary, "{back:?}");
+    assert!(
+        back.fence_reasons.iter().any(|r| r == "restartedPrimary"),
+        "{back:?}"
+    );
+}
+
 /// A valkey-server of this test on the unix socket `server.sock` in `run_dir`, with its files in
 /// `data_dir` and `extra` arguments.
 fn local_server(run_dir: &std::path::Path, data_dir: &std::path::Path, extra: &[&str]) -> LocalServer {

@@ -203,12 +203,20 @@ async fn supervise(
                     let status = exit.map(|s| s.to_string()).unwrap_or_else(|_| "unknown".into());
                     failures = if started.elapsed() >= supervisor::STABLE_RUN { 1 } else { failures + 1 };
                     let delay = supervisor::restart_delay(failures);
-                    tracing::warn!(%status, ?delay, "server exited; restarting");
-                    {
+                    let restarted_primary = {
                         let mut state = manager.state.lock().await;
                         state.server_restarts += 1;
                         state.server_started = None;
-                    }
+                        // The primary's next start is a restart (isolated, fenced): say so now, while
+                        // it waits out the restart delay, so the operator fails over without waiting
+                        // for the server to come back first.
+                        if let Some(view) = manager.cluster.current() {
+                            let desired = manager.desired(&view, &state);
+                            state.restarted_primary = decide::is_primary_restart(&desired);
+                        }
+                        state.restarted_primary
+                    };
+                    tracing::warn!(%status, ?delay, restarted_primary, "server exited; restarting");
                     manager.reset_server_connections().await;
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}

@@ -199,6 +199,27 @@ pub fn detect(
     }
 }
 
+/// When the health loop looks again after a poll that decided `detection` at `now`: at its `period`
+/// while the primary serves; soon (`soon`) after the first sighting of a final failure, which fails over
+/// at the next poll; and for any other failure at the moment its `delay` runs out, if that comes before
+/// the period. So a failover starts when its rule allows it, not up to a period later.
+pub fn next_poll(
+    detection: &Detection,
+    now: Timestamp,
+    delay: Duration,
+    period: Duration,
+    soon: Duration,
+) -> Duration {
+    let Detection::Failing(failing) = detection else {
+        return period;
+    };
+    if failing.failure.is_final() {
+        return soon;
+    }
+    let waited = now.duration_since(failing.since).unsigned_abs();
+    delay.saturating_sub(waited).clamp(soon, period)
+}
+
 /// The primary Lease as the operator read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseFacts {

@@ -72,10 +72,12 @@ async fn run(ctx: Arc<Context>, namespace: String, name: String) {
     ));
     loop {
         let started = tokio::time::Instant::now();
+        let mut next = PERIOD;
         match api.get_opt(&name).await {
             Ok(Some(cluster)) if cluster.metadata.deletion_timestamp.is_none() => {
-                if let Err(error) = tick(&ctx, &cluster).await {
-                    tracing::warn!(%namespace, cluster = %name, %error, "health check");
+                match tick(&ctx, &cluster).await {
+                    Ok(after) => next = after,
+                    Err(error) => tracing::warn!(%namespace, cluster = %name, %error, "health check"),
                 }
             }
             Ok(_) => break,
@@ -84,7 +86,7 @@ async fn run(ctx: Arc<Context>, namespace: String, name: String) {
             }
         }
         tokio::select! {
-            () = tokio::time::sleep_until(started + PERIOD) => {}
+            () = tokio::time::sleep_until(started + next) => {}
             () = pod_changed.notified() => {
                 tokio::time::sleep_until(started + MIN_PERIOD).await;
             }
@@ -130,13 +132,15 @@ fn fenced_by_user(cluster: &RedisCluster) -> FencedInstances {
     .unwrap_or(FencedInstances::All)
 }
 
-async fn tick(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<(), HealthError> {
+/// One poll of the cluster's primary; returns when to poll again.
+async fn tick(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<Duration, HealthError> {
     let status = cluster.status.clone().unwrap_or_default();
     if status.failover.is_some() {
-        return resume_failover(ctx, cluster).await;
+        resume_failover(ctx, cluster).await?;
+        return Ok(PERIOD);
     }
     let Some(primary) = status.current_primary.clone() else {
-        return Ok(());
+        return Ok(PERIOD);
     };
     // A primary the user fenced is never failed over. One a switchover is moving away from is watched
     // too: if it dies half-way, the switchover (which needs it to answer) cannot finish, and the
@@ -145,14 +149,17 @@ async fn tick(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<(), HealthEr
         if status.primary_failing.is_some() {
             super::status::merge(&ctx.client, cluster, json!({"primaryFailing": null})).await?;
         }
-        return Ok(());
+        return Ok(PERIOD);
     }
     let pods = owned_pods(ctx, cluster).await?;
     let facts = primary_facts(ctx, cluster, &pods, &primary).await?;
     let previous = status.primary_failing.as_ref().and_then(remembered);
     let delay = Duration::from_secs(cluster.spec.failover.delay_seconds.max(1) as u64);
     let seen = failover::primary_failure(&primary, &facts);
-    match failover::detect(previous.as_ref(), &primary, seen, Timestamp::now(), delay) {
+    let now = Timestamp::now();
+    let detection = failover::detect(previous.as_ref(), &primary, seen, now, delay);
+    let next = failover::next_poll(&detection, now, delay, PERIOD, MIN_PERIOD);
+    match detection {
         Detection::Healthy => {
             if let Some(failing) = &status.primary_failing {
                 super::status::merge(&ctx.client, cluster, json!({"primaryFailing": null})).await?;
@@ -207,7 +214,7 @@ async fn tick(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<(), HealthEr
         Detection::FailOver(failing) => {
             if cluster.spec.instances <= 1 {
                 // Nothing to fail over to: the reconcile recreates the pod on its volume.
-                return Ok(());
+                return Ok(next);
             }
             let _acting = ctx.acting(cluster).lock_owned().await;
             // Decided from the object read before the lock: re-read it, and fail over only if nobody
@@ -215,12 +222,12 @@ async fn tick(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<(), HealthEr
             let api: Api<RedisCluster> =
                 Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
             let Some(cluster) = api.get_opt(&cluster.name_any()).await? else {
-                return Ok(());
+                return Ok(next);
             };
             let cluster = &cluster;
             let fresh = cluster.status.clone().unwrap_or_default();
             if fresh.failover.is_some() || fresh.current_primary.as_deref() != Some(primary.as_str()) {
-                return Ok(());
+                return Ok(next);
             }
             let progress = FailoverProgress {
                 from: primary.clone(),
@@ -272,7 +279,7 @@ async fn tick(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<(), HealthEr
             drive(ctx, &written, &pods).await?;
         }
     }
-    Ok(())
+    Ok(next)
 }
 
 fn remembered(failing: &PrimaryFailing) -> Option<Failing> {

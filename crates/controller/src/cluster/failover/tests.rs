@@ -523,3 +523,44 @@ fn a_deleted_primary_is_failed_over_even_if_a_pod_of_its_name_serves_again() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_next_poll_comes_when_the_failure_may_fail_over() {
+    let period = SECOND;
+    let soon = Duration::from_millis(100);
+    let delay = 2 * SECOND;
+    let failing = |failure: Failure, since: i64| {
+        Detection::Failing(Failing {
+            pod: "c-1".to_string(),
+            since: at(since),
+            failure,
+            message: String::new(),
+        })
+    };
+    let cases = [
+        (Detection::Healthy, period),
+        // A final failure fails over at its second sighting: look again soon.
+        (failing(Failure::RestartedPrimary, 0), soon),
+        (failing(Failure::PodDeleted, 0), soon),
+        // Just seen, 2 s to wait: the period comes first.
+        (failing(Failure::Unreachable, 0), period),
+        // The delay has run out (the poll that sees it fails over; a failing one after, say an operator
+        // restarted): never faster than `soon`.
+        (failing(Failure::Unreachable, -5), soon),
+    ];
+    for (detection, wanted) in cases {
+        assert_eq!(
+            next_poll(&detection, at(0), delay, period, soon),
+            wanted,
+            "{detection:?}"
+        );
+    }
+    let half_left = next_poll(
+        &failing(Failure::Unreachable, 0),
+        at(0) + Duration::from_millis(1500),
+        delay,
+        period,
+        soon,
+    );
+    assert_eq!(half_left, Duration::from_millis(500));
+}
