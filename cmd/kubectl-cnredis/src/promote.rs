@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use cnredis_api::RedisCluster;
 use cnredis_api::names::{ANNOTATION_FENCED_INSTANCES, FencedInstances};
-use cnredis_instance_client::wire::{InstanceReport, Role};
 use jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
@@ -86,37 +85,9 @@ pub fn check(cluster: &RedisCluster, target: &str, answer: Option<&Answer>) -> R
         }
         None => return Err(Refusal::NotInSync(target.into(), "it has no pod".into())),
     };
-    not_in_sync(report, current, lag_bound)
+    report
+        .not_in_sync(current, lag_bound)
         .map_or(Ok(true), |why| Err(Refusal::NotInSync(target.into(), why)))
-}
-
-fn not_in_sync(report: &InstanceReport, primary: &str, lag_bound: i64) -> Option<String> {
-    let replication = &report.replication;
-    if !report.answered {
-        return Some("its server does not answer".into());
-    }
-    if report.role != Role::Replica {
-        return Some(format!("it is not a replica (role {:?})", report.role).to_lowercase());
-    }
-    if report.persistence.loading {
-        return Some("it is loading its dataset".into());
-    }
-    if replication.sync_in_progress {
-        return Some("a full synchronisation is running".into());
-    }
-    if replication.link.as_deref() != Some("up") {
-        return Some(format!(
-            "its link to {primary} is {}",
-            replication.link.as_deref().unwrap_or("unknown")
-        ));
-    }
-    let lag = replication.lag_seconds.unwrap_or(0);
-    if lag > lag_bound {
-        return Some(format!(
-            "it last heard from {primary} {lag}s ago (bound: spec.failover.maxSyncReplicaLagSeconds = {lag_bound}s)"
-        ));
-    }
-    None
 }
 
 pub struct PromoteArgs<'a> {

@@ -150,7 +150,10 @@ fn summary(out: &mut String, observed: &Observed, style: Style) {
             ),
         ));
     }
-    if let Some(switchover) = last_event(observed, &["SwitchoverCompleted", "SwitchoverFailed"]) {
+    if let Some(switchover) = last_event(
+        observed,
+        &["SwitchoverCompleted", "SwitchoverFailed", "SwitchoverInterrupted"],
+    ) {
         lines.push(("Last switchover", switchover));
     }
     if let Some(recovery) = &status.recovery {

@@ -96,6 +96,41 @@ pub struct InstanceReport {
     pub restore: Option<RestoreReport>,
 }
 
+impl InstanceReport {
+    /// Why this instance cannot take over from `primary` now, `None` when it can: its server answers, it
+    /// is a replica, not loading, not in a full synchronisation, its link is up and it heard from the
+    /// primary within `lag_bound_seconds`. Readiness is no test of this: a replica stays ready for a while
+    /// after its link went down, to serve (stale) reads.
+    pub fn not_in_sync(&self, primary: &str, lag_bound_seconds: i64) -> Option<String> {
+        let replication = &self.replication;
+        if !self.answered {
+            return Some("its server does not answer".into());
+        }
+        if self.role != Role::Replica {
+            return Some(format!("it is not a replica (role {:?})", self.role).to_lowercase());
+        }
+        if self.persistence.loading {
+            return Some("it is loading its dataset".into());
+        }
+        if replication.sync_in_progress {
+            return Some("a full synchronisation is running".into());
+        }
+        if replication.link.as_deref() != Some("up") {
+            return Some(format!(
+                "its link to {primary} is {}",
+                replication.link.as_deref().unwrap_or("unknown")
+            ));
+        }
+        let lag = replication.lag_seconds.unwrap_or(0);
+        if lag > lag_bound_seconds {
+            return Some(format!(
+                "it last heard from {primary} {lag}s ago (bound: spec.failover.maxSyncReplicaLagSeconds = {lag_bound_seconds}s)"
+            ));
+        }
+        None
+    }
+}
+
 /// Where the first instance of a restored cluster is with its restore.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -62,6 +62,9 @@ pub struct Wanted {
     /// The health loop sees the current primary failing: its pod, if gone, is left to the failover
     /// rather than recreated as primary.
     pub primary_failing: bool,
+    /// `spec.failover.maxSyncReplicaLagSeconds`: a switchover target must have heard from the primary
+    /// within it.
+    pub max_sync_lag_seconds: i64,
     /// Why the first instance of a new cluster must not be created (e.g. a restore this version cannot
     /// do): the cluster stays without pods, in phase `Bootstrap failed`, rather than start empty.
     pub bootstrap_refused: Option<String>,
@@ -94,6 +97,10 @@ pub struct Plan {
     pub remove: Vec<Removal>,
     /// A planned switchover to run (or resume): from the current primary to the named replica.
     pub switchover: Option<Switchover>,
+    /// A switchover is asked for (`targetPrimary` names another instance) but its target is not in sync:
+    /// nothing is fenced meanwhile, the primary keeps taking writes, and the switchover starts once the
+    /// target is in sync.
+    pub switchover_waiting: bool,
     /// The `cnredis.io/role` label every existing pod must carry (`None`: no role label).
     pub roles: BTreeMap<String, Option<&'static str>>,
     pub phase: String,
@@ -135,6 +142,7 @@ pub fn plan(wanted: &Wanted, observed: &[Observed]) -> Plan {
         create: Vec::new(),
         remove: Vec::new(),
         switchover: None,
+        switchover_waiting: false,
         roles: BTreeMap::new(),
         phase: String::new(),
         phase_reason: String::new(),
@@ -234,7 +242,7 @@ pub fn plan(wanted: &Wanted, observed: &[Observed]) -> Plan {
         let role = match role_of(instance) {
             Role::Primary
                 if Some(&instance.name) == plan.current_primary.as_ref()
-                    && plan.current_primary == plan.target_primary
+                    && (plan.current_primary == plan.target_primary || plan.switchover_waiting)
                     && !fenced =>
             {
                 Some(ROLE_PRIMARY)
@@ -250,18 +258,6 @@ pub fn plan(wanted: &Wanted, observed: &[Observed]) -> Plan {
 fn steady_state(wanted: &Wanted, observed: &[Observed], plan: &mut Plan) {
     let name = |serial: u32| instance_name(&wanted.cluster, serial);
     let primary = plan.current_primary.clone().unwrap_or_default();
-    // A switchover under way (the status names another target) is driven to its end first.
-    if let Some(target) = plan.target_primary.clone()
-        && target != primary
-    {
-        plan.phase = "Switchover in progress".to_string();
-        plan.phase_reason = format!("promoting {target} in place of {primary}");
-        plan.switchover = Some(Switchover {
-            from: primary,
-            to: target,
-        });
-        return;
-    }
     let removed: Vec<String> = plan.remove.iter().map(|r| r.name.clone()).collect();
     let members: Vec<&Observed> = observed
         .iter()
@@ -276,6 +272,31 @@ fn steady_state(wanted: &Wanted, observed: &[Observed], plan: &mut Plan) {
             recreating.push(instance.name.clone());
         }
     }
+
+    // A switchover under way (the status names another target) is driven to its end first, once its
+    // target is in sync: fencing the primary before would refuse writes for as long as the target takes
+    // to get there (a full synchronisation, if it restarted empty).
+    if let Some(target) = plan.target_primary.clone()
+        && target != primary
+    {
+        plan.phase = "Switchover in progress".to_string();
+        match switchover_target_not_in_sync(wanted, observed, &primary, &target) {
+            None => {
+                plan.phase_reason = format!("promoting {target} in place of {primary}");
+                plan.switchover = Some(Switchover {
+                    from: primary,
+                    to: target,
+                });
+            }
+            Some(why) => {
+                plan.switchover_waiting = true;
+                plan.phase_reason =
+                    format!("waiting for {target} to be in sync before switching over from {primary}: {why}");
+            }
+        }
+        return;
+    }
+
     let all_ready = members.iter().all(|i| is_ready(i));
     let count = members.len() as u32;
 
@@ -338,6 +359,25 @@ fn steady_state(wanted: &Wanted, observed: &[Observed], plan: &mut Plan) {
     } else {
         "applying changes".to_string()
     };
+}
+
+/// Why `target` cannot take over from `primary` now (`None`: it can).
+fn switchover_target_not_in_sync(
+    wanted: &Wanted,
+    observed: &[Observed],
+    primary: &str,
+    target: &str,
+) -> Option<String> {
+    let Some(instance) = observed.iter().find(|i| i.name == target) else {
+        return Some("it is not an instance of this cluster".to_string());
+    };
+    if !is_live(instance) {
+        return Some("its pod is being created or replaced".to_string());
+    }
+    match &instance.report {
+        None => Some("its instance manager does not answer".to_string()),
+        Some(report) => report.not_in_sync(primary, wanted.max_sync_lag_seconds),
+    }
 }
 
 /// Restarts outdated instances: replicas first, highest serial first, one at a time; the primary last,

@@ -140,6 +140,7 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
                 .primary_failing
                 .as_ref()
                 .is_some_and(|f| Some(&f.pod) == status.current_primary.as_ref()),
+        max_sync_lag_seconds: i64::from(cluster.spec.failover.max_sync_replica_lag_seconds),
         bootstrap_refused: None,
     };
     // A restored cluster: the backup is resolved and checked, and recorded, before its first pod exists.
@@ -262,15 +263,14 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
             }
             Err(error) => {
                 let note = error.to_string();
-                publish(
-                    ctx,
-                    cluster,
-                    EventType::Warning,
-                    "SwitchoverFailed",
-                    "Switchover",
-                    &note,
-                )
-                .await;
+                // An interrupted switchover is retried once its target is in sync again; a failed one
+                // is not (its targetPrimary names the old primary again).
+                let reason = if error.is_retried() {
+                    "SwitchoverInterrupted"
+                } else {
+                    "SwitchoverFailed"
+                };
+                publish(ctx, cluster, EventType::Warning, reason, "Switchover", &note).await;
             }
         }
     }
@@ -313,7 +313,7 @@ async fn primaries_moved(ctx: &Context, cluster: &RedisCluster) -> Result<bool, 
 
 /// A fence the operator asked for through the API and no longer needs: left on the primary by a
 /// switchover an operator restart cut short, or on an old primary that a failover fenced and that follows
-/// the new one now. With no switchover under way and no annotation naming it, it is lifted.
+/// the new one now. With no switchover about to run and no annotation naming it, it is lifted.
 async fn lift_stale_fence(
     ctx: &Context,
     cluster: &RedisCluster,
@@ -324,7 +324,8 @@ async fn lift_stale_fence(
     let Some(primary) = plan.current_primary.as_deref() else {
         return;
     };
-    if plan.target_primary.as_deref() != Some(primary) {
+    // A switchover about to run fences the primary itself; one waiting for its target does not.
+    if plan.target_primary.as_deref() != Some(primary) && !plan.switchover_waiting {
         return;
     }
     for instance in &world.instances {

@@ -2,7 +2,7 @@
 
 use cnredis_instance_client::wire::{Dataset, InstanceReport, LeaseStatus, Persistence, Replication, Role};
 
-/// An answering instance of cluster `c` in `role`, ready, with default figures.
+/// An answering instance of cluster `c` in `role`, ready (a replica's link up), with default figures.
 pub fn report(role: Role) -> InstanceReport {
     InstanceReport {
         pod: String::new(),
@@ -14,7 +14,10 @@ pub fn report(role: Role) -> InstanceReport {
         empty_after_restart: false,
         restarted_primary: false,
         ready: true,
-        replication: Replication::default(),
+        replication: Replication {
+            link: (role == Role::Replica).then(|| "up".to_string()),
+            ..Replication::default()
+        },
         dataset: Dataset::default(),
         persistence: Persistence::default(),
         lease: LeaseStatus::Held,

@@ -4,6 +4,11 @@
 //! replication offset, name it targetPrimary, hand it the primary lease, promote it, demote the old
 //! primary to follow it, name it currentPrimary, and lift the old primary's fence. No acknowledged write
 //! is lost: the primary accepts none from the fence on.
+//!
+//! The plan starts a switchover only while its target is in sync. If the target drops out while it
+//! catches up (its server restarted, its link went down), the switchover is interrupted at once rather
+//! than wait with writes refused: the old primary is unfenced and labelled again, `targetPrimary` still
+//! names the target, and the next reconcile starts again once it is in sync.
 
 use std::time::{Duration, Instant};
 
@@ -40,8 +45,19 @@ pub enum SwitchoverError {
         from_offset: i64,
         to_offset: i64,
     },
+    #[error(
+        "{to} dropped out while catching up with {from} ({why}); {from} takes writes again and the switchover starts again once {to} is in sync"
+    )]
+    TargetDropped { from: String, to: String, why: String },
     #[error("{0}")]
     Kube(#[from] kube::Error),
+}
+
+impl SwitchoverError {
+    /// The switchover is still asked for (`targetPrimary` names its target) and runs again later.
+    pub fn is_retried(&self) -> bool {
+        matches!(self, Self::TargetDropped { .. })
+    }
 }
 
 fn target(world: &World, cluster: &RedisCluster, pod: &str) -> Result<(Target, String), SwitchoverError> {
@@ -94,26 +110,40 @@ pub async fn run(
             .replication
             .offset;
         let deadline = Instant::now() + CATCH_UP;
+        let lag_bound = i64::from(cluster.spec.failover.max_sync_replica_lag_seconds);
         loop {
-            let to_offset = api.status(&to_target).await.map_err(call(to))?.replication.offset;
-            if to_offset >= from_offset {
-                break;
-            }
-            if Instant::now() >= deadline {
-                let _ = api.unfence(from_target).await;
-                // Abandoned: the old primary stays the target, so no later reconcile retries blindly.
-                super::status::merge(&ctx.client, cluster, json!({"targetPrimary": from})).await?;
-                super::health::set_role(ctx, cluster, to, Some(cnredis_api::names::ROLE_REPLICA)).await?;
-                super::health::set_role(ctx, cluster, from, Some(cnredis_api::names::ROLE_PRIMARY)).await?;
-                return Err(SwitchoverError::CatchUp {
+            let dropped = match api.status(&to_target).await {
+                Ok(report) if report.replication.offset >= from_offset => break,
+                Ok(report) => report.not_in_sync(from, lag_bound),
+                Err(error) => Some(format!("its instance manager does not answer: {error}")),
+            };
+            let error = match dropped {
+                Some(why) => SwitchoverError::TargetDropped {
                     from: from.clone(),
                     to: to.clone(),
-                    within: CATCH_UP,
-                    from_offset,
-                    to_offset,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+                    why,
+                },
+                None if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                None => {
+                    // Abandoned: the old primary stays the target, so no later reconcile retries blindly.
+                    super::status::merge(&ctx.client, cluster, json!({"targetPrimary": from})).await?;
+                    let to_offset = api.status(&to_target).await.map_or(-1, |r| r.replication.offset);
+                    SwitchoverError::CatchUp {
+                        from: from.clone(),
+                        to: to.clone(),
+                        within: CATCH_UP,
+                        from_offset,
+                        to_offset,
+                    }
+                }
+            };
+            let _ = api.unfence(from_target).await;
+            super::health::set_role(ctx, cluster, to, Some(cnredis_api::names::ROLE_REPLICA)).await?;
+            super::health::set_role(ctx, cluster, from, Some(cnredis_api::names::ROLE_PRIMARY)).await?;
+            return Err(error);
         }
     }
     if status.target_primary.as_deref() != Some(to.as_str()) {

@@ -48,6 +48,12 @@ impl Observed {
         }
         self
     }
+    fn link(mut self, link: &str) -> Self {
+        if let Some(report) = &mut self.report {
+            report.replication.link = Some(link.to_string());
+        }
+        self
+    }
     fn fenced(mut self) -> Self {
         if let Some(report) = &mut self.report {
             report.fenced = true;
@@ -68,6 +74,7 @@ fn wanted(instances: u32) -> Wanted {
         update_strategy: PrimaryUpdateStrategy::Unsupervised,
         update_method: PrimaryUpdateMethod::Switchover,
         primary_failing: false,
+        max_sync_lag_seconds: 10,
         bootstrap_refused: None,
     }
 }
@@ -368,6 +375,75 @@ fn a_switchover_in_progress_is_resumed_before_anything_else() {
         })
     );
     assert!(plan.create.is_empty(), "no scaling during a switchover");
+}
+
+#[test]
+fn a_switchover_waits_with_the_primary_unfenced_while_its_target_is_not_in_sync() {
+    let mut wanted = wanted(3);
+    wanted.target_primary = Some("c-2".to_string());
+    // c-2's server restarted: it is still ready (stale reads), but its link is down.
+    let observed = vec![
+        instance(1, Role::Primary),
+        instance(2, Role::Replica).link("down"),
+        instance(3, Role::Replica),
+    ];
+    let waits = plan(&wanted, &observed);
+    assert_eq!(
+        waits.switchover, None,
+        "nothing is fenced before the target is in sync"
+    );
+    assert!(waits.switchover_waiting);
+    assert_eq!(
+        waits.roles["c-1"],
+        Some(ROLE_PRIMARY),
+        "the primary keeps -leader meanwhile"
+    );
+    assert_eq!(waits.phase, "Switchover in progress");
+    assert_eq!(
+        waits.phase_reason,
+        "waiting for c-2 to be in sync before switching over from c-1: its link to c-1 is down"
+    );
+    assert!(
+        waits.remove.is_empty() && waits.create.is_empty(),
+        "no other change meanwhile"
+    );
+    assert_eq!(
+        waits.target_primary.as_deref(),
+        Some("c-2"),
+        "the switchover stays asked for"
+    );
+
+    // A target whose pod was deleted comes back on its volume while the switchover waits for it.
+    let observed = vec![
+        instance(1, Role::Primary),
+        instance(2, Role::Replica).without_pod(),
+        instance(3, Role::Replica),
+    ];
+    let waiting = plan(&wanted, &observed);
+    assert!(waiting.switchover_waiting && waiting.switchover.is_none());
+    assert_eq!(waiting.create, [2]);
+    assert!(
+        waiting
+            .phase_reason
+            .ends_with("its pod is being created or replaced")
+    );
+
+    // A target that is no instance of the cluster is waited for, not switched to.
+    wanted.target_primary = Some("c-9".to_string());
+    let unknown = plan(&wanted, &steady(&[1, 2, 3]));
+    assert!(unknown.switchover_waiting && unknown.switchover.is_none());
+    assert!(
+        unknown
+            .phase_reason
+            .ends_with("it is not an instance of this cluster")
+    );
+
+    // In sync again: the switchover runs.
+    wanted.target_primary = Some("c-2".to_string());
+    let ready = plan(&wanted, &steady(&[1, 2, 3]));
+    assert!(!ready.switchover_waiting);
+    assert_eq!(ready.switchover.map(|s| s.to).as_deref(), Some("c-2"));
+    assert_eq!(ready.roles["c-1"], None);
 }
 
 #[test]
