@@ -823,8 +823,10 @@ async fn a_primary_whose_server_exits_reports_the_restart_before_the_server_is_b
     h.start("c-1");
     h.start("c-2");
     h.wait_ready("c-1").await;
-    // Recorded before c-2's first sync, which takes seconds: the managers read the view every 100 ms.
+    // The replicas hold data, as the operator records it: a restart of the primary's server is then no
+    // longer its own to recover from.
     h.record_instances(&[("c-1", 1, 100), ("c-2", 1, 100)]);
+    h.wait_view("c-1").await;
     set(&h, "c-1", "k", "acknowledged").await.unwrap();
     wait_value(&h, "c-2", "k", "acknowledged").await;
     let mut primary = h.redis("c-1", PASSWORD).await.unwrap();

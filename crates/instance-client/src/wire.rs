@@ -87,6 +87,10 @@ pub struct InstanceReport {
     /// instance manager has applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reloaded_at: Option<String>,
+    /// `metadata.resourceVersion` of the RedisCluster as this instance manager last read it: what it
+    /// knows of the spec and the status (`currentPrimary`, `targetPrimary`, the instances' records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_resource_version: Option<String>,
     /// The last error of applying the desired state, when the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

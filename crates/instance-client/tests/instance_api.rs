@@ -130,6 +130,7 @@ fn report(pod: &str) -> InstanceReport {
         server_restarts: 0,
         pending_restart: vec![],
         reloaded_at: None,
+        cluster_resource_version: None,
         last_error: None,
         restore: None,
     }

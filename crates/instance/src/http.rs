@@ -362,6 +362,9 @@ pub async fn report(manager: &Manager) -> wire::InstanceReport {
         server_restarts: state.server_restarts,
         pending_restart: state.pending_restart.clone(),
         reloaded_at: state.reloaded_at.clone(),
+        cluster_resource_version: view
+            .as_ref()
+            .and_then(|view| view.cluster.metadata.resource_version.clone()),
         last_error: state.last_error.clone(),
         restore: manager.restore.lock().unwrap_or_else(|p| p.into_inner()).clone(),
     }

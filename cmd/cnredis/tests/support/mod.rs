@@ -117,6 +117,9 @@ pub struct Harness {
     /// The RedisCluster (JSON) the instances read.
     pub cluster: Value,
     pub instances: Vec<Instance>,
+    /// The `metadata.resourceVersion` of the last view published: every publication has a new one, as
+    /// every change of the RedisCluster has in the API.
+    pub published: std::sync::atomic::AtomicU64,
 }
 
 impl Harness {
@@ -184,6 +187,7 @@ impl Harness {
             password_file,
             cluster,
             instances,
+            published: std::sync::atomic::AtomicU64::new(0),
         };
         harness.publish();
         harness
@@ -196,7 +200,10 @@ impl Harness {
             .iter()
             .map(|i| (i.name.clone(), json!({"host": "127.0.0.1", "port": i.port})))
             .collect();
-        let view = json!({"cluster": self.cluster, "addresses": addresses});
+        let version = self.published.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let mut cluster = self.cluster.clone();
+        cluster["metadata"]["resourceVersion"] = json!(version.to_string());
+        let view = json!({"cluster": cluster, "addresses": addresses});
         let temporary = self.cluster_file.with_extension("tmp");
         std::fs::write(&temporary, serde_json::to_string_pretty(&view).unwrap()).unwrap();
         std::fs::rename(&temporary, &self.cluster_file).unwrap();
@@ -326,6 +333,26 @@ impl Harness {
             .status(&self.instance(name).target())
             .await
             .map_err(|error| format!("{error}"))
+    }
+
+    /// Waits until `name` has read the last view published (its report names that resourceVersion).
+    pub async fn wait_view(&self, name: &str) {
+        let published = self
+            .published
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .to_string();
+        eventually(
+            &format!("{name} reads view {published}"),
+            Duration::from_secs(10),
+            || async {
+                let report = self.status(name).await?;
+                match &report.cluster_resource_version {
+                    Some(version) if *version == published => Ok(()),
+                    other => Err(format!("{name} reports view {other:?}")),
+                }
+            },
+        )
+        .await
     }
 
     /// Waits until `name` reports ready (server up; a replica linked and synced).

@@ -29,6 +29,7 @@ pub fn report(role: Role) -> InstanceReport {
         server_restarts: 0,
         pending_restart: Vec::new(),
         reloaded_at: None,
+        cluster_resource_version: None,
         last_error: None,
         restore: None,
     }
