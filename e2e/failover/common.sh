@@ -71,11 +71,13 @@ n=0; acked=""
 while :; do
   n=$((n + 1))
   find_primary
+  began=$(date +%s%3N)
   out=$(printf 'SET w:%s %s\nWAIT 1 1000\nGET e2e:stop\n' "$RUN:$n" "$n" | timeout 3 valkey-cli -h "$host" 2>&1 | tr '\n' ' ')
   set -- $out
   if [ "${1:-}" = OK ] && [ "${2:-0}" -ge 1 ] 2>/dev/null; then
     echo "ack $n $(date +%s%3N)"; acked="$acked $n"
   else
+    echo "err $n $(date +%s%3N) $began ${out:-(no answer within 3 s)}" | cut -c1-160
     sleep 0.05
   fi
   [ "${3:-}" = "$RUN" ] && break
@@ -119,6 +121,33 @@ stop_writer() {
 # longest_gap WRITER FROM_MS: the longest time between two acknowledged writes from FROM_MS on.
 longest_gap() {
   grep '^ack ' "$WORK/$1.log" | awk -v from="$2" '$3 >= from { if (last && $3 - last > gap) gap = $3 - last; last = $3 } END { print gap + 0 }'
+}
+
+# gap_attempts WRITER FROM_MS: what the writer's failed attempts within that longest gap got, in order,
+# repeats folded ("+120..+1180 ms: 2 x SET ok, WAIT answered 0 (each 1003-1010 ms)", times from the last
+# acknowledged write before the gap): where a gap's time went.
+gap_attempts() {
+  awk -v from="$2" '
+    $1 == "ack" && $3 >= from { if (last && $3 - last > gap) { gap = $3 - last; start = last; end = $3 } last = $3 }
+    $1 == "err" { errs[++m] = $0 }
+    function flush() {
+      if (n) printf "+%d..+%d ms: %d x %s (each %d-%d ms); ", t0 - start, t1 - start, n, prev, dmin, dmax
+      n = 0
+    }
+    END {
+      for (i = 1; i <= m; i++) {
+        split(errs[i], f, " ")
+        if (f[3] <= start || f[3] >= end) continue
+        what = errs[i]; sub(/^err [0-9]+ [0-9]+ [0-9]+ ?/, "", what)
+        if (what ~ /^OK 0 /) what = "SET ok, WAIT answered 0"
+        gsub(/[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+(:[0-9]+)?/, "ADDR", what)
+        took = f[3] - f[4]
+        if (what != prev) { flush(); prev = what; t0 = f[4]; dmin = took; dmax = took }
+        n++; t1 = f[3]; if (took < dmin) dmin = took; if (took > dmax) dmax = took
+      }
+      flush()
+      printf "then acknowledged at +%d ms\n", end - start
+    }' "$WORK/$1.log"
 }
 
 # two_primaries FROM_MS [POD UNTIL_MS]: probe lines from FROM_MS on with two or more writable pods; a

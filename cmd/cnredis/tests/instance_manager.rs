@@ -206,6 +206,24 @@ async fn lifecycle(engine: &str) {
             .is_err(),
         "clients of the demoted primary are disconnected"
     );
+    // A client that connects after the demotion (the Service proxies may route `-leader` to c-1 for a
+    // second or more) is sent away again, to reconnect to the new primary.
+    let late_client = h.redis("c-1", PASSWORD).await.unwrap();
+    let connected = Instant::now();
+    eventually(
+        "a client connected after the demotion is disconnected",
+        WAIT,
+        || {
+            let mut client = late_client.clone();
+            async move {
+                match redis::cmd("PING").query_async::<String>(&mut client).await {
+                    Ok(_) => Err(format!("still connected after {:?}", connected.elapsed())),
+                    Err(_) => Ok(()),
+                }
+            }
+        },
+    )
+    .await;
     set(&h, "c-2", "k4", "v4").await.unwrap();
     wait_value(&h, "c-1", "k4", "v4").await;
     assert_eq!(

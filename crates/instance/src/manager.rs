@@ -131,7 +131,20 @@ pub struct State {
     pub password: Option<String>,
     /// The replica's link across observations since the server started, for readiness.
     pub link: LinkHistory,
+    /// When this demoted primary disconnects its clients again ([`CLIENT_SWEEPS`]).
+    pub client_sweeps: Vec<Instant>,
 }
+
+/// A demoted primary disconnects its clients at the demotion and again after these delays. A switchover
+/// labels its target before the old primary leaves `-leader`, and the Service proxies program a change at
+/// most once a second: a client that reconnected through `-leader` meanwhile may have landed here, and
+/// most client libraries keep a connection that answers `READONLY`. Sent away again, it reconnects to the
+/// new primary. (Clients of `-replica` and `-any` reconnect too, to the same data.)
+pub const CLIENT_SWEEPS: [Duration; 3] = [
+    Duration::from_millis(1500),
+    Duration::from_secs(3),
+    Duration::from_secs(6),
+];
 
 /// The instance manager: identity, server connection, cluster view, lease, and the shared state.
 pub struct Manager {
@@ -196,6 +209,7 @@ impl Manager {
                 running_config: None,
                 password,
                 link: LinkHistory::default(),
+                client_sweeps: Vec::new(),
             }),
         })
     }
@@ -320,6 +334,7 @@ impl Manager {
         state.fence_reasons = decide::fence_reasons(&observed, &desired);
         let actions = decide::decide(&observed, &desired);
         state.empty_after_restart = actions.contains(&Action::ReportEmptyAfterRestart);
+        self.sweep_clients(state, &observed).await?;
         self.execute(state, &actions).await?;
         self.apply_configuration(state, &view).await
     }
@@ -376,6 +391,23 @@ impl Manager {
         observed
     }
 
+    /// Disconnects a demoted primary's clients again when a [`CLIENT_SWEEPS`] delay is due (forgotten
+    /// if it is no replica any more).
+    async fn sweep_clients(&self, state: &mut State, observed: &Observed) -> Result<(), ManagerError> {
+        if !matches!(observed.role, ServerRole::Replica { .. }) {
+            state.client_sweeps.clear();
+            return Ok(());
+        }
+        let now = Instant::now();
+        if !state.client_sweeps.iter().any(|due| *due <= now) {
+            return Ok(());
+        }
+        state.client_sweeps.retain(|due| *due > now);
+        tracing::info!(pod = %self.identity.pod_name, left = state.client_sweeps.len(), "disconnecting the clients of a demoted primary again");
+        self.server.disconnect_clients().await?;
+        Ok(())
+    }
+
     async fn execute(&self, state: &mut State, actions: &[Action]) -> Result<(), ManagerError> {
         for action in actions {
             tracing::info!(?action, pod = %self.identity.pod_name, "executing");
@@ -400,7 +432,11 @@ impl Manager {
                     self.server.replicaof(Some((host, port))).await?;
                     self.lease_clock.send_modify(LeaseClock::released);
                 }
-                Action::DisconnectClients => self.server.disconnect_clients().await?,
+                Action::DisconnectClients => {
+                    self.server.disconnect_clients().await?;
+                    let now = Instant::now();
+                    state.client_sweeps = CLIENT_SWEEPS.iter().map(|after| now + *after).collect();
+                }
                 Action::Unfence => {
                     // The lease may have run out since it was observed: the watchdog would fence again
                     // at once, but writes must not get through in between.

@@ -235,14 +235,17 @@ pub fn plan(wanted: &Wanted, observed: &[Observed]) -> Plan {
     }
 
     // Role labels: the primary only while it serves as one and is not fenced (so a fenced primary has no
-    // `-leader` endpoint); replicas by what their instance manager reports.
+    // `-leader` endpoint); replicas by what their instance manager reports. A switchover about to run
+    // moves the primary's label itself, to its target first, so `-leader` is never empty on the way.
     for instance in observed.iter().filter(|i| i.pod.is_some()) {
         let fenced = wanted.fenced.iter().any(|f| f == "*" || *f == instance.name)
             || instance.report.as_ref().is_some_and(|r| r.fenced);
         let role = match role_of(instance) {
             Role::Primary
                 if Some(&instance.name) == plan.current_primary.as_ref()
-                    && (plan.current_primary == plan.target_primary || plan.switchover_waiting)
+                    && (plan.current_primary == plan.target_primary
+                        || plan.switchover_waiting
+                        || plan.switchover.is_some())
                     && !fenced =>
             {
                 Some(ROLE_PRIMARY)
@@ -374,10 +377,16 @@ fn switchover_target_not_in_sync(
     if !is_live(instance) {
         return Some("its pod is being created or replaced".to_string());
     }
-    match &instance.report {
+    let not_in_sync = match &instance.report {
         None => Some("its instance manager does not answer".to_string()),
         Some(report) => report.not_in_sync(primary, wanted.max_sync_lag_seconds),
-    }
+    };
+    // In sync but not Ready (its server just came back, say): `-leader` would not route to it yet, and
+    // once promoted it would leave clients the demoted primary's READONLY until its next probe.
+    not_in_sync.or_else(|| {
+        let ready = instance.pod.as_ref().is_some_and(|pod| pod.ready);
+        (!ready).then(|| "its pod is not Ready yet".to_string())
+    })
 }
 
 /// Restarts outdated instances: replicas first, highest serial first, one at a time; the primary last,

@@ -101,8 +101,11 @@ pub async fn run(
         // `-leader` moves to the target now: the Service proxies take most of a second to follow an
         // endpoint change, and they do it while the target catches up and is promoted. Until then a
         // client reaching the target gets READONLY, as one reaching the fenced primary gets NOREPLICAS.
-        super::health::set_role(ctx, cluster, from, None).await?;
+        // The target is labelled first: a Service that is empty for a moment makes the proxies reject
+        // connections, and a client refused often enough waits a second per attempt (ICMP replies are
+        // rate-limited per client, so its SYNs go unanswered until TCP retransmits them).
         super::health::set_role(ctx, cluster, to, Some(cnredis_api::names::ROLE_PRIMARY)).await?;
+        super::health::set_role(ctx, cluster, from, None).await?;
         let from_offset = api
             .status(from_target)
             .await
@@ -141,8 +144,8 @@ pub async fn run(
                 }
             };
             let _ = api.unfence(from_target).await;
-            super::health::set_role(ctx, cluster, to, Some(cnredis_api::names::ROLE_REPLICA)).await?;
             super::health::set_role(ctx, cluster, from, Some(cnredis_api::names::ROLE_PRIMARY)).await?;
+            super::health::set_role(ctx, cluster, to, Some(cnredis_api::names::ROLE_REPLICA)).await?;
             return Err(error);
         }
     }

@@ -294,11 +294,15 @@ fn a_pod_that_does_not_answer_has_no_role_label() {
 }
 
 #[test]
-fn during_a_switchover_no_pod_is_labelled_primary() {
+fn a_planned_switchover_leaves_the_primary_label_for_the_switchover_to_move() {
+    // The switchover labels its target before it unlabels the primary: `-leader` is never empty, and a
+    // client the Service proxies turn away meanwhile would wait a second per attempt.
     let mut wanted = wanted(2);
     wanted.target_primary = Some("c-2".to_string());
     let plan = plan(&wanted, &steady(&[1, 2]));
-    assert_eq!(plan.roles["c-1"], None);
+    assert!(plan.switchover.is_some());
+    assert_eq!(plan.roles["c-1"], Some(ROLE_PRIMARY));
+    assert_eq!(plan.roles["c-2"], Some(ROLE_REPLICA));
 }
 
 #[test]
@@ -413,6 +417,13 @@ fn a_switchover_waits_with_the_primary_unfenced_while_its_target_is_not_in_sync(
         "the switchover stays asked for"
     );
 
+    // In sync but its pod not Ready yet (a server that just came back): `-leader` could not reach it.
+    let mut observed = steady(&[1, 2, 3]);
+    observed[1].pod.as_mut().unwrap().ready = false;
+    let unready = plan(&wanted, &observed);
+    assert!(unready.switchover_waiting && unready.switchover.is_none());
+    assert!(unready.phase_reason.ends_with("its pod is not Ready yet"));
+
     // A target whose pod was deleted comes back on its volume while the switchover waits for it.
     let observed = vec![
         instance(1, Role::Primary),
@@ -443,7 +454,7 @@ fn a_switchover_waits_with_the_primary_unfenced_while_its_target_is_not_in_sync(
     let ready = plan(&wanted, &steady(&[1, 2, 3]));
     assert!(!ready.switchover_waiting);
     assert_eq!(ready.switchover.map(|s| s.to).as_deref(), Some("c-2"));
-    assert_eq!(ready.roles["c-1"], None);
+    assert_eq!(ready.roles["c-1"], Some(ROLE_PRIMARY));
 }
 
 #[test]
