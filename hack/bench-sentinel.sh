@@ -10,8 +10,8 @@
 #   REPEAT=2 DOWN_AFTER_MS=30000 SCENARIOS=kill-server hack/bench-sentinel.sh
 # (FAILOVER_TIMEOUT_MS, Sentinel's failover-timeout, is 180000 unless given: see e2e/sentinel/run.sh.)
 # Sentinel's group is kept from round to round, except after the scenarios in FRESH_GROUP (default
-# freeze-node): a node freeze seldom leaves it whole, so it is torn down and the next round builds a new
-# one (a minute or two more per round).
+# freeze-node): a group kept through node freezes did not come back whole after the second, so it is
+# torn down and the next round builds a new one (about 15 s more per round).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPEAT=${REPEAT:-5}
