@@ -528,8 +528,9 @@ pub struct FailoverSpec {
     pub max_sync_replica_lag_seconds: i32,
     /// Duration of the primary lease: a primary that cannot renew it (its API server or network
     /// unreachable) refuses writes by itself before it runs out, and an unreachable primary is proven
-    /// fenced this long (plus a 2 s margin) after its last renewal. It bounds the failover time of a
-    /// partitioned or frozen primary; shorter leases mean more renewals (one every third of it).
+    /// fenced once the operator has seen the lease unrenewed for this long plus 0.5 s (or, after an
+    /// operator restart, this long plus 2 s after its stored renewal time). It bounds the failover time
+    /// of a partitioned or frozen primary; shorter leases mean more renewals (one every third of it).
     #[serde(default = "default_primary_lease")]
     #[schemars(range(min = 5, max = 300))]
     pub primary_lease_seconds: i32,

@@ -26,6 +26,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// The health loop of each cluster, by namespace and name.
     pub health_loops: Mutex<BTreeMap<ClusterKey, tokio::task::JoinHandle<()>>>,
+    /// When this process first saw the current version of each cluster's primary Lease.
+    pub lease_sightings: crate::cluster::health::LeaseSightings,
     /// One lock per cluster, held by whoever changes its primary (a reconcile, a failover step), so
     /// that they never interleave.
     pub acting: Mutex<BTreeMap<ClusterKey, Arc<tokio::sync::Mutex<()>>>>,

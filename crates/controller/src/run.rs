@@ -105,6 +105,7 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
         metrics,
         recorder,
         health_loops: Default::default(),
+        lease_sightings: Default::default(),
         acting: Default::default(),
     });
 

@@ -226,6 +226,11 @@ pub struct LeaseFacts {
     pub holder: Option<String>,
     pub renewed: Option<Timestamp>,
     pub duration: Duration,
+    /// How long this operator has seen this version of the Lease unchanged, on its own monotonic clock
+    /// (from the first sighting of its `resourceVersion`); `None` if it has no sighting. The renewal was
+    /// sent before it was seen, so its holder's hold ended `duration` after the sighting at the latest,
+    /// whatever the nodes' clocks say (see [`SIGHTING_MARGIN`]).
+    pub unchanged_for: Option<Duration>,
 }
 
 /// What the operator knows of the old primary's ability to take writes.
@@ -270,8 +275,15 @@ impl FenceProof {
 }
 
 /// Margin for the clocks of the operator, the API server and the old primary's node to disagree: an
-/// unreachable primary's lease proves a fence only this long after it ran out.
+/// unreachable primary's lease proves a fence only this long after it ran out by its stored renewal time.
 pub const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(2);
+
+/// Margin on a lease this operator has seen unchanged: a lease proves a fence once it has been seen
+/// unchanged for its duration plus this, as Kubernetes leader election judges a leader gone. No wall
+/// clock enters it: the holder sent its renewal before the operator saw it, and counts its hold from
+/// the sending, on its own monotonic clock, for the duration less its own 2 s margin. Only the rates of
+/// two monotonic clocks may differ (parts per million); this covers that and scheduling.
+pub const SIGHTING_MARGIN: Duration = Duration::from_millis(500);
 
 /// Proof that `old_primary` cannot take writes, or why there is none yet.
 pub fn fence_proof(old_primary: &str, facts: &FenceFacts, now: Timestamp) -> Result<FenceProof, String> {
@@ -297,22 +309,29 @@ pub fn fence_proof(old_primary: &str, facts: &FenceFacts, now: Timestamp) -> Res
     }
 }
 
-/// How long until the lease in `facts` proves a fence: its last renewal plus its duration plus
-/// [`CLOCK_SKEW_MARGIN`] (zero once that has passed, or for a lease never renewed); `None` without a
-/// lease.
+/// How long until the lease in `facts` proves a fence (zero once it does, or for a lease never renewed);
+/// `None` without a lease. Either of two rules proves it: its last renewal plus its duration plus
+/// [`CLOCK_SKEW_MARGIN`] passed on the operator's wall clock, or this operator has seen it unchanged
+/// for its duration plus [`SIGHTING_MARGIN`] on its monotonic clock. The second needs no agreement of
+/// clocks and ends sooner whenever the operator watched the renewals; the first holds after an
+/// operator restart, when the lease ran out long ago.
 pub fn lease_proof_in(facts: &FenceFacts, now: Timestamp) -> Option<Duration> {
     let lease = facts.lease.as_ref()?;
     let Some(renewed) = lease.renewed else {
         return Some(Duration::ZERO);
     };
-    let Ok(valid_until) = renewed.checked_add(lease.duration + CLOCK_SKEW_MARGIN) else {
-        return Some(Duration::MAX);
+    let by_renewal_time = match renewed.checked_add(lease.duration + CLOCK_SKEW_MARGIN) {
+        Ok(valid_until) if now >= valid_until => Duration::ZERO,
+        Ok(valid_until) => valid_until.duration_since(now).unsigned_abs(),
+        Err(_) => Duration::MAX,
     };
-    Some(if now >= valid_until {
-        Duration::ZERO
-    } else {
-        valid_until.duration_since(now).unsigned_abs()
-    })
+    let by_sighting = lease.unchanged_for.map_or(Duration::MAX, |seen| {
+        lease
+            .duration
+            .saturating_add(SIGHTING_MARGIN)
+            .saturating_sub(seen)
+    });
+    Some(by_renewal_time.min(by_sighting))
 }
 
 /// One instance that might replace the primary.
@@ -324,6 +343,9 @@ pub struct Candidate<'a> {
     pub eligible_pod: bool,
     /// Fenced by the user (`cnredis.io/fencedInstances`): never chosen, never waited for.
     pub fenced_by_user: bool,
+    /// Its node is Ready (or not known to be otherwise). Among replicas with the same offset, one on a
+    /// Ready node is chosen: the health loop would fail a primary on a NotReady node over again at once.
+    pub node_ready: bool,
     pub report: Option<&'a InstanceReport>,
 }
 
@@ -356,7 +378,9 @@ pub struct NoCandidate(pub String);
 
 /// The replica to promote: of the old primary's replication history (its replication ID, or the ID its
 /// replicas carry), with data, not loading or mid-sync, and the highest offset; ties go to the lowest
-/// serial. Readiness is not a criterion: every replica of a dead primary has its link down.
+/// serial after those on a Ready node. Readiness is not a criterion: every replica of a dead primary has
+/// its link down; nor is the node's, before the offset: the most advanced replica may hold writes
+/// acknowledged by it alone.
 pub fn choose_failover_target(
     primary_replication_id: Option<&str>,
     candidates: &[Candidate<'_>],
@@ -409,6 +433,7 @@ pub fn choose_failover_target(
             ra.replication
                 .offset
                 .cmp(&rb.replication.offset)
+                .then(a.node_ready.cmp(&b.node_ready))
                 .then(b.serial.cmp(&a.serial))
         })
         .map(|(candidate, _)| candidate.name.to_string())

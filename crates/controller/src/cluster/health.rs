@@ -13,7 +13,7 @@ use cnredis_api::RedisCluster;
 use cnredis_api::cluster::{FailoverProgress, FailoverRecord, PrimaryFailing, condition};
 use cnredis_api::names::{
     ANNOTATION_FENCED_INSTANCES, FencedInstances, INSTANCE_API_PORT, LABEL_CLUSTER, LABEL_ROLE, ROLE_PRIMARY,
-    instance_serial, primary_lease,
+    ROLE_REPLICA, instance_serial, primary_lease,
 };
 use cnredis_instance_client::Target;
 use cnredis_instance_client::wire::InstanceReport;
@@ -32,7 +32,7 @@ use super::failover::{
     self, Candidate, Detection, Failing, Failure, FenceFacts, FenceProof, LeaseFacts, PrimaryFacts,
 };
 use super::reconcile::{publish, publish_about};
-use crate::context::Context;
+use crate::context::{ClusterKey, Context};
 
 /// Period of the health loop.
 pub const PERIOD: Duration = Duration::from_secs(1);
@@ -70,6 +70,9 @@ async fn run(ctx: Arc<Context>, namespace: String, name: String) {
         name.clone(),
         pod_changed.clone(),
     ));
+    // Every renewal of the primary lease is seen as it happens, so that an unreachable primary's lease
+    // proves its fence by this process's own clock (see `failover::SIGHTING_MARGIN`).
+    let lease_watch = tokio::spawn(watch_lease(ctx.clone(), namespace.clone(), name.clone()));
     loop {
         let started = tokio::time::Instant::now();
         let mut next = PERIOD;
@@ -93,6 +96,8 @@ async fn run(ctx: Arc<Context>, namespace: String, name: String) {
         }
     }
     pod_watch.abort();
+    lease_watch.abort();
+    ctx.lease_sightings.forget(&(namespace.clone(), name.clone()));
     tracing::info!(%namespace, cluster = %name, "health loop stopped: the cluster is gone");
 }
 
@@ -112,6 +117,50 @@ async fn watch_pods(
             Ok(_) => {}
             Err(error) => tracing::debug!(%namespace, cluster = %name, %error, "pod watch"),
         }
+    }
+}
+
+/// Notes every version of the primary Lease of cluster `name` as it is written; restarts its watch on
+/// errors.
+async fn watch_lease(ctx: Arc<Context>, namespace: String, name: String) {
+    let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), &namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={}", primary_lease(&name)));
+    let key = (namespace.clone(), name.clone());
+    let mut events = std::pin::pin!(watcher(leases, config).default_backoff());
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(lease) | watcher::Event::InitApply(lease)) => {
+                ctx.lease_sightings.saw(&key, &lease);
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%namespace, cluster = %name, %error, "lease watch"),
+        }
+    }
+}
+
+/// When this process first saw the current version (`resourceVersion`) of each cluster's primary
+/// Lease, on its monotonic clock. Only ever errs late: a version is timed from its first sighting, by
+/// the watch or by a read, whichever comes first, and any new version starts the count again.
+#[derive(Default)]
+pub struct LeaseSightings(std::sync::Mutex<BTreeMap<ClusterKey, (String, std::time::Instant)>>);
+
+impl LeaseSightings {
+    /// Notes a sighting of `lease`; returns how long its version has been seen unchanged (`None` for a
+    /// Lease without a version).
+    pub fn saw(&self, cluster: &ClusterKey, lease: &Lease) -> Option<Duration> {
+        let version = lease.resource_version()?;
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get(cluster) {
+            Some((known, since)) if *known == version => Some(since.elapsed()),
+            _ => {
+                seen.insert(cluster.clone(), (version, std::time::Instant::now()));
+                Some(Duration::ZERO)
+            }
+        }
+    }
+
+    fn forget(&self, cluster: &ClusterKey) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(cluster);
     }
 }
 
@@ -368,8 +417,17 @@ pub fn mounts_shared_api_secret(cluster: &RedisCluster, pod: &Pod) -> bool {
 }
 
 async fn report_of(ctx: &Context, cluster: &RedisCluster, pod: &Pod) -> Option<InstanceReport> {
+    report_within(ctx, cluster, pod, CALL_TIMEOUT).await
+}
+
+async fn report_within(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    pod: &Pod,
+    timeout: Duration,
+) -> Option<InstanceReport> {
     let target = api_target(cluster, pod)?;
-    match tokio::time::timeout(CALL_TIMEOUT, ctx.instance_api.status(&target)).await {
+    match tokio::time::timeout(timeout, ctx.instance_api.status(&target)).await {
         Ok(Ok(report)) => Some(report),
         _ => None,
     }
@@ -453,7 +511,13 @@ async fn drive(
     }
     let old_pod = pods.get(&from);
 
-    // The old primary leaves `-leader` first, whatever happens next.
+    // The old primary leaves `-leader` first, whatever happens next; a stand-in takes its place just
+    // before, so that the Service proxies take both changes in one sync and `-leader` is never empty.
+    let stand_in = if progress.to.is_none() {
+        label_stand_in(ctx, cluster, pods, &from).await?
+    } else {
+        None
+    };
     if let Some(pod) = old_pod
         && pod.labels().get(LABEL_ROLE).is_some_and(|r| r == ROLE_PRIMARY)
     {
@@ -557,8 +621,18 @@ async fn drive(
         .await?;
         return Ok(());
     };
-    // Labelled before its promotion, which the Service proxies then follow in parallel (see switchover).
+    // Labelled before its promotion, which the Service proxies then follow in parallel (see switchover);
+    // then a stand-in that was not chosen leaves `-leader`.
     set_role(ctx, cluster, &to, Some(ROLE_PRIMARY)).await?;
+    let stand_ins = pods
+        .values()
+        .filter(|pod| pod.labels().get(LABEL_ROLE).is_some_and(|r| r == ROLE_PRIMARY))
+        .map(|pod| pod.name_any())
+        .chain(stand_in)
+        .filter(|name| *name != to && *name != from);
+    for name in stand_ins.collect::<std::collections::BTreeSet<_>>() {
+        set_role(ctx, cluster, &name, Some(ROLE_REPLICA)).await?;
+    }
     match tokio::time::timeout(PROMOTE_TIMEOUT, ctx.instance_api.promote(&target)).await {
         Ok(Ok(_)) => {}
         Ok(Err(error)) => {
@@ -634,7 +708,7 @@ fn proof_sentence(proof: FenceProof) -> &'static str {
     match proof {
         FenceProof::Acknowledged => "its instance manager acknowledged the fence",
         FenceProof::PodGone => "its pod is gone",
-        FenceProof::LeaseExpired => "its primary lease ran out (with the clock-skew margin)",
+        FenceProof::LeaseExpired => "its primary lease ran out",
     }
 }
 
@@ -654,15 +728,18 @@ async fn fence_facts(
     let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), &namespace);
     let lease_name = primary_lease(&cluster.name_any());
     let (pod_now, lease) = tokio::try_join!(pods.get_opt(from), leases.get_opt(&lease_name))?;
+    let key = (namespace, cluster.name_any());
     let mut facts = FenceFacts {
         acknowledged: false,
         pod_gone: pod_now.is_none(),
         lease: lease.map(|lease| {
+            let unchanged_for = ctx.lease_sightings.saw(&key, &lease);
             let spec = lease.spec.unwrap_or_default();
             LeaseFacts {
                 holder: spec.holder_identity,
                 renewed: spec.renew_time.map(|t| t.0),
                 duration: Duration::from_secs(spec.lease_duration_seconds.unwrap_or(15).max(0) as u64),
+                unchanged_for,
             }
         }),
     };
@@ -680,6 +757,61 @@ async fn fence_facts(
         );
     }
     Ok(facts)
+}
+
+/// How long the instances may take to answer for the choice of a stand-in.
+const STAND_IN_POLL: Duration = Duration::from_millis(300);
+
+/// Labels a replica `primary` in place of the old primary while its fence is proven and the replica to
+/// promote chosen, unless one is already: the replica the failover would choose now among those that
+/// answer at once, which it usually promotes in the end. Until then it refuses writes (`READONLY`), as
+/// the fenced primary does, so that clients of `-leader` retry at once rather than be refused by the
+/// Service proxies, which costs a client a second per attempt (docs/development.md); and once it is
+/// promoted, the proxies already route to it. Returns the replica it labelled.
+async fn label_stand_in(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    pods: &BTreeMap<String, Pod>,
+    from: &str,
+) -> Result<Option<String>, kube::Error> {
+    let labelled = |pod: &&Pod| pod.labels().get(LABEL_ROLE).is_some_and(|r| r == ROLE_PRIMARY);
+    let others: Vec<&Pod> = pods.values().filter(|pod| pod.name_any() != from).collect();
+    if others.iter().any(labelled) {
+        return Ok(None);
+    }
+    let polls = poll_candidates(ctx, cluster, &others, STAND_IN_POLL).await;
+    let names: Vec<String> = others.iter().map(|pod| pod.name_any()).collect();
+    let fenced = fenced_by_user(cluster);
+    let cluster_name = cluster.name_any();
+    let candidates: Vec<Candidate<'_>> = others
+        .iter()
+        .zip(&names)
+        .zip(&polls)
+        .map(|((pod, name), (report, node_ready))| {
+            candidate(
+                &cluster_name,
+                &fenced,
+                name,
+                Some(pod),
+                report.as_ref(),
+                *node_ready,
+            )
+        })
+        .collect();
+    let Ok(name) = failover::choose_failover_target(lineage_of(cluster, from).as_deref(), &candidates) else {
+        return Ok(None);
+    };
+    set_role(ctx, cluster, &name, Some(ROLE_PRIMARY)).await?;
+    Ok(Some(name))
+}
+
+/// The replication ID the status last recorded for the old primary `from`.
+fn lineage_of(cluster: &RedisCluster, from: &str) -> Option<String> {
+    cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.instances_status.iter().find(|i| i.name == from))
+        .and_then(|i| i.replication_id.clone())
 }
 
 /// Why no replica is chosen yet.
@@ -701,7 +833,7 @@ async fn choose(
 ) -> Result<String, NotChosen> {
     let fenced = fenced_by_user(cluster);
     let others: Vec<&Pod> = pods.values().filter(|pod| pod.name_any() != from).collect();
-    let reports = futures::future::join_all(others.iter().map(|pod| report_of(ctx, cluster, pod))).await;
+    let polls = poll_candidates(ctx, cluster, &others, CALL_TIMEOUT).await;
     let names: Vec<String> = others.iter().map(|pod| pod.name_any()).collect();
     // Instances the status knows whose pod is gone (all deleted at once, being recreated) count too.
     let podless: Vec<String> = cluster
@@ -711,13 +843,14 @@ async fn choose(
         .filter(|name| name != from && !pods.contains_key(name))
         .collect();
     let cluster_name = cluster.name_any();
-    let candidate = |name, pod, report| candidate(&cluster_name, &fenced, name, pod, report);
+    let candidate =
+        |name, pod, report, node_ready| candidate(&cluster_name, &fenced, name, pod, report, node_ready);
     let candidates: Vec<Candidate<'_>> = others
         .iter()
         .zip(&names)
-        .zip(&reports)
-        .map(|((pod, name), report)| candidate(name, Some(pod), report.as_ref()))
-        .chain(podless.iter().map(|name| candidate(name, None, None)))
+        .zip(&polls)
+        .map(|((pod, name), (report, node_ready))| candidate(name, Some(pod), report.as_ref(), *node_ready))
+        .chain(podless.iter().map(|name| candidate(name, None, None, true)))
         .collect();
     let absent = failover::replicas_to_wait_for(&candidates);
     if !absent.is_empty() && waited.unsigned_abs() < failover::WAIT_FOR_REPLICAS {
@@ -727,13 +860,26 @@ async fn choose(
             absent.join(", ")
         )));
     }
-    let lineage = cluster
-        .status
-        .as_ref()
-        .and_then(|s| s.instances_status.iter().find(|i| i.name == from))
-        .and_then(|i| i.replication_id.clone());
-    failover::choose_failover_target(lineage.as_deref(), &candidates)
+    failover::choose_failover_target(lineage_of(cluster, from).as_deref(), &candidates)
         .map_err(|failover::NoCandidate(why)| NotChosen::Blocked(why))
+}
+
+/// Polls each of `pods`: its instance's report (within `timeout`) and whether its node is Ready (true
+/// when that cannot be read).
+async fn poll_candidates(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    pods: &[&Pod],
+    timeout: Duration,
+) -> Vec<(Option<InstanceReport>, bool)> {
+    futures::future::join_all(pods.iter().map(|pod| async move {
+        let (report, node_not_ready) = tokio::join!(
+            report_within(ctx, cluster, pod, timeout),
+            node_not_ready(ctx, pod)
+        );
+        (report, !node_not_ready.unwrap_or(false))
+    }))
+    .await
 }
 
 /// One instance as a failover candidate; `pod` None: its pod is gone.
@@ -743,9 +889,11 @@ fn candidate<'a>(
     name: &'a str,
     pod: Option<&Pod>,
     report: Option<&'a InstanceReport>,
+    node_ready: bool,
 ) -> Candidate<'a> {
     let fenced_by_user = fenced.contains(name);
     Candidate {
+        node_ready,
         name,
         serial: instance_serial(cluster_name, name).unwrap_or(u32::MAX),
         eligible_pod: pod.is_some_and(|pod| pod.metadata.deletion_timestamp.is_none()) && !fenced_by_user,

@@ -207,6 +207,7 @@ fn lease(holder: &str, renewed: i64) -> Option<LeaseFacts> {
         holder: Some(holder.to_string()),
         renewed: Some(at(renewed)),
         duration: 15 * SECOND,
+        unchanged_for: None,
     })
 }
 
@@ -273,6 +274,41 @@ fn the_wait_for_a_lease_proof_ends_when_the_proof_holds() {
 }
 
 #[test]
+fn a_lease_seen_unchanged_for_its_duration_and_the_margin_is_proof_whatever_the_clocks_say() {
+    let seen = |renewed: i64, unchanged_for: Duration| FenceFacts {
+        lease: Some(LeaseFacts {
+            unchanged_for: Some(unchanged_for),
+            ..lease("c-1", renewed).unwrap()
+        }),
+        ..FenceFacts::default()
+    };
+    let margin = SIGHTING_MARGIN;
+    // Seen since its renewal at 0: by the stored time it proves the fence at 17 s, by the sighting at
+    // 15.5 s.
+    let watched = seen(0, 15 * SECOND);
+    assert_eq!(lease_proof_in(&watched, at(15)), Some(margin));
+    assert!(fence_proof("c-1", &watched, at(15)).is_err());
+    assert_eq!(
+        fence_proof("c-1", &seen(0, 15 * SECOND + margin), at(15)),
+        Ok(FenceProof::LeaseExpired)
+    );
+    // A holder whose clock runs a minute ahead stored a renewal time in the future: the stored time
+    // would keep the failover waiting a minute more, the sighting does not.
+    let ahead = seen(60, 15 * SECOND + margin);
+    assert_eq!(fence_proof("c-1", &ahead, at(15)), Ok(FenceProof::LeaseExpired));
+    // Seen for less than its duration, the sooner of the two rules counts.
+    let recent = seen(0, 14 * SECOND);
+    assert_eq!(lease_proof_in(&recent, at(14)), Some(SECOND + margin));
+    assert_eq!(lease_proof_in(&recent, at(16)), Some(SECOND));
+    // The stored time still proves a lease the operator first saw long after it ran out (a restart).
+    let after_restart = seen(0, Duration::ZERO);
+    assert_eq!(
+        fence_proof("c-1", &after_restart, at(17)),
+        Ok(FenceProof::LeaseExpired)
+    );
+}
+
+#[test]
 fn a_lease_held_by_another_pod_counts_from_its_last_renewal() {
     let facts = FenceFacts {
         lease: lease("c-2", 10),
@@ -316,8 +352,26 @@ fn candidate<'a>(name: &'a str, serial: u32, report: &'a InstanceReport) -> Cand
         serial,
         eligible_pod: true,
         fenced_by_user: false,
+        node_ready: true,
         report: Some(report),
     }
+}
+
+#[test]
+fn among_equal_replicas_one_on_a_ready_node_is_chosen_but_never_before_a_more_advanced_one() {
+    let (a, b) = (replica(250), replica(250));
+    let on_unready_node = Candidate {
+        node_ready: false,
+        ..candidate("c-2", 2, &a)
+    };
+    let chosen = choose_failover_target(
+        Some("lineage"),
+        &[on_unready_node.clone(), candidate("c-3", 3, &b)],
+    );
+    assert_eq!(chosen, Ok("c-3".to_string()));
+    let behind = replica(200);
+    let chosen = choose_failover_target(Some("lineage"), &[on_unready_node, candidate("c-3", 3, &behind)]);
+    assert_eq!(chosen, Ok("c-2".to_string()), "the offset comes first");
 }
 
 #[test]
