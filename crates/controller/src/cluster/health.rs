@@ -519,7 +519,7 @@ async fn drive(
         None
     };
     if let Some(pod) = old_pod
-        && pod.labels().get(LABEL_ROLE).is_some_and(|r| r == ROLE_PRIMARY)
+        && has_role(pod, ROLE_PRIMARY)
     {
         set_role(ctx, cluster, &from, None).await?;
     }
@@ -626,7 +626,7 @@ async fn drive(
     set_role(ctx, cluster, &to, Some(ROLE_PRIMARY)).await?;
     let stand_ins = pods
         .values()
-        .filter(|pod| pod.labels().get(LABEL_ROLE).is_some_and(|r| r == ROLE_PRIMARY))
+        .filter(|pod| has_role(pod, ROLE_PRIMARY))
         .map(|pod| pod.name_any())
         .chain(stand_in)
         .filter(|name| *name != to && *name != from);
@@ -774,9 +774,8 @@ async fn label_stand_in(
     pods: &BTreeMap<String, Pod>,
     from: &str,
 ) -> Result<Option<String>, kube::Error> {
-    let labelled = |pod: &&Pod| pod.labels().get(LABEL_ROLE).is_some_and(|r| r == ROLE_PRIMARY);
     let others: Vec<&Pod> = pods.values().filter(|pod| pod.name_any() != from).collect();
-    if others.iter().any(labelled) {
+    if others.iter().any(|pod| has_role(pod, ROLE_PRIMARY)) {
         return Ok(None);
     }
     let polls = poll_candidates(ctx, cluster, &others, STAND_IN_POLL).await;
@@ -938,6 +937,11 @@ pub async fn hand_over_lease(
 }
 
 /// Sets (or removes) a pod's role label at once.
+/// Whether `pod` carries the `cnredis.io/role` label `role`.
+pub fn has_role(pod: &Pod, role: &str) -> bool {
+    pod.labels().get(LABEL_ROLE).is_some_and(|r| r == role)
+}
+
 pub async fn set_role(
     ctx: &Context,
     cluster: &RedisCluster,

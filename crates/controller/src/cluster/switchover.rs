@@ -1,9 +1,9 @@
 //! A planned switchover, run to its end inside one reconcile (and resumed by the next one if the operator
 //! stops half-way, since every step is idempotent and its progress is in the status): take the target
 //! out of `-replica` and give the Service proxies a moment (when another replica serves reads), fence
-//! the primary (writes stop), move the role label (so `-leader`) to the target, wait for it to reach the primary's
-//! replication offset, name it targetPrimary, hand it the primary lease, promote it, demote the old
-//! primary to follow it, name it currentPrimary, and lift the old primary's fence. No acknowledged write
+//! the primary (writes stop), move the role label (so `-leader`) to the target, wait for it to reach
+//! the primary's replication offset, name it targetPrimary, hand it the primary lease, promote it,
+//! demote the old primary to follow it, name it currentPrimary, and lift the old primary's fence. No acknowledged write
 //! is lost: the primary accepts none from the fence on.
 //!
 //! The plan starts a switchover only while its target is in sync. If the target drops out while it
@@ -14,12 +14,12 @@
 use std::time::{Duration, Instant};
 
 use cnredis_api::RedisCluster;
-use cnredis_api::names::{LABEL_ROLE, REDIS_PORT, ROLE_REPLICA};
+use cnredis_api::names::{REDIS_PORT, ROLE_REPLICA};
 use cnredis_instance_client::Target;
 use cnredis_instance_client::wire::{DemoteRequest, Role};
-use kube::ResourceExt;
 use serde_json::json;
 
+use super::health::has_role;
 use super::observe::World;
 use super::plan::Switchover;
 use crate::context::Context;
@@ -75,13 +75,6 @@ fn target(world: &World, cluster: &RedisCluster, pod: &str) -> Result<(Target, S
     Ok((target, ip))
 }
 
-fn has_role(world: &World, pod: &str, role: &str) -> bool {
-    world
-        .pods
-        .get(pod)
-        .is_some_and(|pod| pod.labels().get(LABEL_ROLE).is_some_and(|r| r == role))
-}
-
 /// Runs (or resumes) `switchover`; returns how long writes were refused.
 pub async fn run(
     ctx: &Context,
@@ -111,12 +104,15 @@ pub async fn run(
     // switchover p50 0.3 s, but 1.1 s in 5 runs of 20). Now `-leader` changes alone.
     if from_target.is_some()
         && status.current_primary.as_deref() == Some(from.as_str())
-        && has_role(world, to, ROLE_REPLICA)
+        && world.pods.get(to).is_some_and(|pod| has_role(pod, ROLE_REPLICA))
         && world.instances.iter().any(|i| {
             i.name != *from
                 && i.name != *to
                 && i.pod.as_ref().is_some_and(|pod| pod.ready)
-                && has_role(world, &i.name, ROLE_REPLICA)
+                && world
+                    .pods
+                    .get(&i.name)
+                    .is_some_and(|pod| has_role(pod, ROLE_REPLICA))
         })
     {
         super::health::set_role(ctx, cluster, to, None).await?;
