@@ -3,7 +3,7 @@
 # between cluster-up and cluster-down): installs the operator with its Helm chart and checks what a user
 # sees of a RedisCluster: it becomes Ready with one primary and in-sync replicas; a key written through
 # -leader is read from -replica with the -app secret; a deleted replica pod comes back on its volume with
-# its data; a deleted PVC is replaced by a new serial that re-syncs; scaling 3 -> 5 -> 2 never removes
+# its data; instances crowded onto one node while another was cordoned are spread again; a deleted PVC is replaced by a new serial that re-syncs; scaling 3 -> 5 -> 2 never removes
 # the primary; an invalid spec is rejected at admission with its message; the operator restarted while
 # it rolls and scales resumes; a restore from a missing backup is refused with no instance created; deleting the RedisCluster removes everything it owns. Prints "N passed, N failed"
 # and the timings it measured.
@@ -123,6 +123,38 @@ recreated() {
 wait_until "$C-3 recreated and ready" 120 recreated
 wait_until "cluster Ready again" 120 cluster_is 3
 has_key "$(pod_ip "$C-3")" e2e:key first && ok "$C-3 kept its data" || fail "$C-3 lost e2e:key"
+
+echo "== instances crowded onto one node by an outage are spread again"
+# A replica recreated while its node is cordoned lands beside another instance (the anti-affinity is a
+# preference); once the node takes pods again, the operator restarts that replica for the scheduler to
+# place it there.
+nodes_of() { k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.metadata.name}@{.spec.nodeName} {end}'; }
+distinct_nodes() { k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | sort -u | grep -c .; }
+moved_events() { k get events --field-selector "involvedObject.name=$C,reason=InstanceMoved" -o jsonpath='{range .items[*]}{.message}{"\n"}{end}'; }
+R=$C-3
+R_NODE=$(k get pod "$R" -o jsonpath='{.spec.nodeName}')
+"$KUBECTL" cordon "$R_NODE" >/dev/null
+uid=$(k get pod "$R" -o jsonpath='{.metadata.uid}')
+k delete pod "$R" --wait=false >/dev/null
+wait_until "$R recreated and ready beside another instance" 120 recreated
+wait_until "cluster Ready again" 120 cluster_is 3
+crowded=$(nodes_of)
+if [[ $(distinct_nodes) == 2 ]]; then ok "while $R_NODE is cordoned, two instances share a node: $crowded"; else fail "expected two instances on one node: $crowded"; fi
+[[ -z $(moved_events) ]] && ok "nothing is moved while no node could take it" || fail "moved with no free node: $(moved_events)"
+"$KUBECTL" uncordon "$R_NODE" >/dev/null
+started=$SECONDS
+spread_again() {
+  [[ $(distinct_nodes) == 3 ]] && cluster_is 3 >/dev/null || { echo "pods: $(nodes_of); $(k get rcl "$C" -o jsonpath='{.status.phase}: {.status.phaseReason}')"; return 1; }
+}
+if wait_until "the instances on three nodes again, cluster Ready" 180 spread_again; then
+  ok "spread again in $((SECONDS - started)) s: $(nodes_of)"
+fi
+moved=$(moved_events)
+[[ $moved == *"spreading instances: "*"shares"*"and $R_NODE has none"* ]] && ok "InstanceMoved: $moved" || fail "InstanceMoved events: '$moved'"
+[[ $(primary) == "$P" ]] && ok "the primary stayed $P" || fail "the primary changed to $(primary)"
+for pod in $C-2 $C-3; do
+  has_key "$(pod_ip "$pod")" e2e:key first && ok "$pod has its data" || fail "$pod lost e2e:key"
+done
 
 echo "== a deleted PVC gives a new serial that re-syncs"
 k delete pvc "$C-2" --wait=false >/dev/null

@@ -42,13 +42,16 @@ primary_ip() { k get pod "$(primary)" -o jsonpath='{.status.podIP}'; }
 
 primary() { k get rcl "$C" -o jsonpath='{.status.currentPrimary}'; }
 
+# Ready, every instance in sync, and on three nodes: the operator spreads instances that a scenario left
+# sharing a node, and a scenario must not start while it does.
 cluster_ready() {
-  local status primaries instances
+  local status primaries instances nodes
   status=$(k get rcl "$C" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.readyInstances} {.status.phase}')
   primaries=$(k get pods -l "cnredis.io/cluster=$C,cnredis.io/role=primary" -o name | wc -l)
   instances=$(k get rcl "$C" -o jsonpath='{range .status.instancesStatus[*]}{.role}/{.ready}/{.link} {end}')
-  [[ $status == "True 3 Healthy" && $primaries == 1 && $instances =~ ^(primary/true/\ |replica/true/up\ ){3}$ ]] \
-    || { echo "Ready/readyInstances/phase: $status; primary labels: $primaries; instances: $instances; $(k get rcl "$C" -o jsonpath='{.status.phaseReason}')"; return 1; }
+  nodes=$(k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | sort -u | grep -c .)
+  [[ $status == "True 3 Healthy" && $primaries == 1 && $instances =~ ^(primary/true/\ |replica/true/up\ ){3}$ && $nodes == 3 ]] \
+    || { echo "Ready/readyInstances/phase: $status; primary labels: $primaries; instances: $instances; on $nodes nodes; $(k get rcl "$C" -o jsonpath='{.status.phaseReason}')"; return 1; }
 }
 
 # The grace a primary that was paused (frozen) past its lease has, once it runs again, before its lease

@@ -435,7 +435,9 @@ pub struct TlsSpec {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AffinitySpec {
-    /// Keep instances of one cluster on different `topologyKey` domains: `preferred` (default),
+    /// Keep instances of one cluster on different `topologyKey` domains: `preferred` (default: instances
+    /// that came to share a domain, e.g. a pod recreated while a node was down, are spread again once a
+    /// domain without instances could run one: the operator restarts a replica on its volume),
     /// `required` (pods stay Pending rather than share a domain) or `disabled`.
     #[serde(default)]
     pub pod_anti_affinity_type: PodAntiAffinityType,

@@ -10,5 +10,6 @@ pub mod reconcile;
 #[cfg(test)]
 pub(crate) mod report_fixture;
 pub mod resources;
+pub mod spread;
 pub mod status;
 pub mod switchover;

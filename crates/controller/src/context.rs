@@ -28,6 +28,8 @@ pub struct Context {
     pub health_loops: Mutex<BTreeMap<ClusterKey, tokio::task::JoinHandle<()>>>,
     /// When this process first saw the current version of each cluster's primary Lease.
     pub lease_sightings: crate::cluster::health::LeaseSightings,
+    /// The replicas moved to spread each cluster's instances again, and from which domain.
+    pub recent_moves: crate::cluster::spread::RecentMoves,
     /// One lock per cluster, held by whoever changes its primary (a reconcile, a failover step), so
     /// that they never interleave.
     pub acting: Mutex<BTreeMap<ClusterKey, Arc<tokio::sync::Mutex<()>>>>,

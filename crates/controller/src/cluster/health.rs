@@ -98,6 +98,7 @@ async fn run(ctx: Arc<Context>, namespace: String, name: String) {
     pod_watch.abort();
     lease_watch.abort();
     ctx.lease_sightings.forget(&(namespace.clone(), name.clone()));
+    ctx.recent_moves.forget(&(namespace.clone(), name.clone()));
     tracing::info!(%namespace, cluster = %name, "health loop stopped: the cluster is gone");
 }
 

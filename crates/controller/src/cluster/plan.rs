@@ -16,6 +16,11 @@ use cnredis_instance_client::wire::{InstanceReport, Role};
 /// Phase of a new cluster whose first instance is not created, `Wanted::bootstrap_refused` says why.
 pub const PHASE_BOOTSTRAP_FAILED: &str = "Bootstrap failed";
 
+/// Event reasons of a [`Removal`].
+pub const REMOVED: &str = "InstanceRemoved";
+pub const RESTARTED: &str = "InstanceRestarted";
+pub const MOVED: &str = "InstanceMoved";
+
 /// One instance as observed: its pod, its PVC, and its instance manager's report.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
@@ -68,6 +73,9 @@ pub struct Wanted {
     /// Why the first instance of a new cluster must not be created (e.g. a restore this version cannot
     /// do): the cluster stays without pods, in phase `Bootstrap failed`, rather than start empty.
     pub bootstrap_refused: Option<String>,
+    /// A replica to restart so that the scheduler places it in a failure domain without instances
+    /// (`spread::planned_move`): done only when nothing else is to be done.
+    pub spread: Option<crate::cluster::spread::Move>,
 }
 
 /// A deletion the shell executes.
@@ -77,6 +85,8 @@ pub struct Removal {
     pub delete_pod: bool,
     pub delete_pvc: bool,
     pub why: String,
+    /// The Event's reason: `InstanceRemoved`, `InstanceRestarted` or `InstanceMoved`.
+    pub reason: &'static str,
 }
 
 /// A planned change of primary: fence `from`, wait for `to` to catch up, promote `to`, demote `from`.
@@ -160,6 +170,7 @@ pub fn plan(wanted: &Wanted, observed: &[Observed]) -> Plan {
                 delete_pod: true,
                 delete_pvc: false,
                 why: "its PVC was deleted; a new instance replaces it".to_string(),
+                reason: REMOVED,
             });
         }
     }
@@ -346,6 +357,7 @@ fn steady_state(wanted: &Wanted, observed: &[Observed], plan: &mut Plan) {
                 delete_pod: true,
                 delete_pvc: wanted.pvc_retention == PvcRetentionPolicy::Delete,
                 why: format!("scaling down to {} instances", wanted.instances),
+                reason: REMOVED,
             });
             plan.phase = "Scaling down".to_string();
             plan.phase_reason = format!("removing {}", victim.name);
@@ -353,6 +365,24 @@ fn steady_state(wanted: &Wanted, observed: &[Observed], plan: &mut Plan) {
         }
     }
     if count == wanted.instances && all_ready && rolling_update(wanted, &members, plan) {
+        return;
+    }
+    if count == wanted.instances
+        && all_ready
+        && wanted.fenced.is_empty()
+        && let Some(spread) = &wanted.spread
+        && spread.instance != primary
+        && members.iter().any(|i| i.name == spread.instance)
+    {
+        plan.remove.push(Removal {
+            name: spread.instance.clone(),
+            delete_pod: true,
+            delete_pvc: false,
+            why: spread.why.clone(),
+            reason: MOVED,
+        });
+        plan.phase = "Spreading instances".to_string();
+        plan.phase_reason = format!("restarting {} on its volume: {}", spread.instance, spread.why);
         return;
     }
     plan.healthy = count == wanted.instances && all_ready && plan.remove.is_empty();
@@ -404,6 +434,7 @@ fn rolling_update(wanted: &Wanted, members: &[&Observed], plan: &mut Plan) -> bo
             delete_pod: true,
             delete_pvc: false,
             why: "rolling update: restarting it with the new pod spec".to_string(),
+            reason: RESTARTED,
         });
         plan.phase = "Upgrading".to_string();
         plan.phase_reason = format!("restarting replica {} with the new pod spec", replica.name);
@@ -440,6 +471,7 @@ fn rolling_update(wanted: &Wanted, members: &[&Observed], plan: &mut Plan) -> bo
                 delete_pod: true,
                 delete_pvc: false,
                 why: "rolling update: restarting the primary in place".to_string(),
+                reason: RESTARTED,
             });
             plan.phase_reason = format!("restarting the primary {primary} in place");
         }

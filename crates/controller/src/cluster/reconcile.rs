@@ -16,7 +16,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::observe::{World, observe};
-use super::plan::{PHASE_BOOTSTRAP_FAILED, Plan, Wanted, plan};
+use super::plan::{MOVED, PHASE_BOOTSTRAP_FAILED, Plan, Wanted, plan};
 use super::resources::{self, PodInputs};
 use super::status;
 use crate::context::Context;
@@ -142,6 +142,7 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
                 .is_some_and(|f| Some(&f.pod) == status.current_primary.as_ref()),
         max_sync_lag_seconds: i64::from(cluster.spec.failover.max_sync_replica_lag_seconds),
         bootstrap_refused: None,
+        spread: None,
     };
     // A restored cluster: the backup is resolved and checked, and recorded, before its first pod exists.
     let mut wanted = wanted;
@@ -176,6 +177,13 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
             Err(why) => wanted.bootstrap_refused = Some(format!("cannot restore: {why}")),
         }
     }
+    // Instances sharing a failure domain since an outage: a replica is restarted for the scheduler to
+    // place it in a free one, when nothing else is to be done.
+    let spread = match failing_over || status.current_primary.is_none() {
+        true => None,
+        false => super::spread::planned_move(ctx, cluster, &world).await?,
+    };
+    wanted.spread = spread.as_ref().map(|(chosen, _)| chosen.clone());
     let plan = plan(&wanted, &world.instances);
     if plan.phase == PHASE_BOOTSTRAP_FAILED {
         if status.phase.as_deref() != Some(PHASE_BOOTSTRAP_FAILED) {
@@ -221,6 +229,15 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
         }
     }
     execute(cluster, ctx, &namespace, &plan, &world).await?;
+    if let Some((chosen, from)) = &spread
+        && plan
+            .remove
+            .iter()
+            .any(|r| r.reason == MOVED && r.name == chosen.instance)
+    {
+        ctx.recent_moves
+            .record(&(namespace.clone(), name.clone()), &chosen.instance, from);
+    }
     if plan.switchover.is_none() {
         lift_stale_fence(ctx, cluster, &plan, &world, &wanted.fenced).await;
     }
@@ -499,13 +516,23 @@ async fn execute(
         if removal.delete_pvc {
             delete_ignoring_absent(&pvcs, &removal.name).await?;
         }
-        let note = format!("removed instance {}: {}", removal.name, removal.why);
-        let reason = if removal.delete_pvc || !removal.why.starts_with("rolling update") {
-            "InstanceRemoved"
-        } else {
-            "InstanceRestarted"
+        let note = match removal.reason {
+            MOVED => format!(
+                "restarting {} on its volume elsewhere: {}",
+                removal.name, removal.why
+            ),
+            _ => format!("removed instance {}: {}", removal.name, removal.why),
         };
-        publish_about(ctx, cluster, pod, EventType::Normal, reason, "Delete", &note).await;
+        publish_about(
+            ctx,
+            cluster,
+            pod,
+            EventType::Normal,
+            removal.reason,
+            "Delete",
+            &note,
+        )
+        .await;
     }
     // Role labels decide the -leader and -replica endpoints.
     for (pod_name, role) in &plan.roles {

@@ -76,6 +76,7 @@ fn wanted(instances: u32) -> Wanted {
         primary_failing: false,
         max_sync_lag_seconds: 10,
         bootstrap_refused: None,
+        spread: None,
     }
 }
 
@@ -471,4 +472,85 @@ fn a_failing_primary_whose_pod_is_gone_is_left_to_the_failover() {
     assert_eq!(plan(&wanted, &observed).create, Vec::<u32>::new());
     wanted.primary_failing = false;
     assert_eq!(plan(&wanted, &observed).create, vec![1]);
+}
+
+fn spreading(instance: &str) -> Option<crate::cluster::spread::Move> {
+    Some(crate::cluster::spread::Move {
+        instance: instance.to_string(),
+        why: format!("spreading instances: {instance} shares a with c-1, and c has none"),
+    })
+}
+
+#[test]
+fn a_replica_sharing_a_domain_is_restarted_on_its_volume_once_nothing_else_is_to_be_done() {
+    let wanted = Wanted {
+        spread: spreading("c-3"),
+        ..wanted(3)
+    };
+    let plan = plan(&wanted, &steady(&[1, 2, 3]));
+    assert_eq!(
+        plan.remove,
+        vec![Removal {
+            name: "c-3".to_string(),
+            delete_pod: true,
+            delete_pvc: false,
+            why: "spreading instances: c-3 shares a with c-1, and c has none".to_string(),
+            reason: MOVED,
+        }]
+    );
+    assert_eq!(plan.phase, "Spreading instances");
+    assert!(!plan.healthy);
+    assert!(plan.create.is_empty());
+}
+
+#[test]
+fn spreading_waits_for_every_instance_and_never_moves_the_primary_or_a_fenced_cluster() {
+    let wanted = |instance: &str| Wanted {
+        spread: spreading(instance),
+        ..wanted(3)
+    };
+    // A replica not in sync, a missing pod, a rolling update, a scale-up: those first.
+    let mut lagging = steady(&[1, 2, 3]);
+    lagging[1] = lagging[1].clone().not_ready();
+    let mut outdated = steady(&[1, 2, 3]);
+    outdated[1] = outdated[1].clone().outdated();
+    let cases = [
+        ("a replica not ready", wanted("c-3"), lagging),
+        (
+            "a pod being recreated",
+            wanted("c-3"),
+            vec![
+                instance(1, Role::Primary),
+                instance(2, Role::Replica),
+                instance(3, Role::Replica).without_pod(),
+            ],
+        ),
+        ("a rolling update", wanted("c-3"), outdated),
+        (
+            "too few instances",
+            Wanted {
+                instances: 4,
+                ..wanted("c-3")
+            },
+            steady(&[1, 2, 3]),
+        ),
+        ("the primary", wanted("c-1"), steady(&[1, 2, 3])),
+        (
+            "a fenced cluster",
+            Wanted {
+                fenced: vec!["c-2".to_string()],
+                ..wanted("c-3")
+            },
+            steady(&[1, 2, 3]),
+        ),
+    ];
+    for (case, wanted, observed) in cases {
+        let plan = plan(&wanted, &observed);
+        assert!(
+            plan.remove.iter().all(|r| r.reason != MOVED),
+            "{case}: {:?}",
+            plan.remove
+        );
+        assert_ne!(plan.phase, "Spreading instances", "{case}");
+    }
 }
