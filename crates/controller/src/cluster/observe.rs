@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cnredis_api::RedisCluster;
-use cnredis_api::names::{LABEL_CLUSTER, instance_serial};
+use cnredis_api::names::{LABEL_CLUSTER, LABEL_ROLE, instance_serial};
 use cnredis_instance_client::wire::InstanceReport;
 use cnredis_instance_client::{InstanceClient, Target};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -84,6 +84,7 @@ pub async fn observe(
                 .any(|c| c.type_ == "Ready" && c.status == "True"),
             failed: status.phase.as_deref() == Some("Failed"),
             spec_hash: pod.annotations().get(POD_SPEC_HASH).cloned(),
+            role_label: pod.labels().get(LABEL_ROLE).cloned(),
             backup_credentials: pod
                 .spec
                 .iter()

@@ -49,6 +49,8 @@ pub struct PodFacts {
     /// The pod mounts the backup object store's credentials: pods created before `spec.backup` was set
     /// do not, until the rolling update replaces them.
     pub backup_credentials: bool,
+    /// Its `cnredis.io/role` label.
+    pub role_label: Option<String>,
 }
 
 /// The cluster's wishes and memory: from the spec and the status.
@@ -260,6 +262,18 @@ pub fn plan(wanted: &Wanted, observed: &[Observed]) -> Plan {
                     && !fenced =>
             {
                 Some(ROLE_PRIMARY)
+            }
+            // A switchover's target keeps the label it has: one not labelled yet (its server just came
+            // back in sync) is not added to `-replica` just before it joins `-leader`, since kube-proxy
+            // would program `-replica`'s change and hold `-leader`'s back a second, with every client
+            // on the fenced primary meanwhile. (One labelled `replica` leaves `-replica` as the
+            // switchover's first step.)
+            Role::Replica if plan.switchover.as_ref().is_some_and(|s| s.to == instance.name) => {
+                match instance.pod.as_ref().and_then(|p| p.role_label.as_deref()) {
+                    Some(ROLE_REPLICA) => Some(ROLE_REPLICA),
+                    Some(ROLE_PRIMARY) => Some(ROLE_PRIMARY),
+                    _ => None,
+                }
             }
             Role::Replica => Some(ROLE_REPLICA),
             _ => None,

@@ -14,6 +14,10 @@ fn instance(serial: u32, role: Role) -> Observed {
         serial,
         pod: Some(PodFacts {
             ready: true,
+            role_label: Some(match role {
+                Role::Primary => ROLE_PRIMARY.to_string(),
+                _ => ROLE_REPLICA.to_string(),
+            }),
             ..PodFacts::default()
         }),
         pvc: true,
@@ -553,4 +557,27 @@ fn spreading_waits_for_every_instance_and_never_moves_the_primary_or_a_fenced_cl
         );
         assert_ne!(plan.phase, "Spreading instances", "{case}");
     }
+}
+
+#[test]
+fn a_switchover_target_not_labelled_yet_is_not_added_to_replica_on_its_way_to_leader() {
+    // Its server just came back in sync, unlabelled: labelling it `replica` now would change `-replica`
+    // just before the switchover changes `-leader`, and kube-proxy holds the second change back a second.
+    let mut wanted = wanted(3);
+    wanted.target_primary = Some("c-2".to_string());
+    let mut observed = steady(&[1, 2, 3]);
+    observed[1].pod.as_mut().unwrap().role_label = None;
+    let switching = plan(&wanted, &observed);
+    assert!(switching.switchover.is_some());
+    assert_eq!(switching.roles["c-2"], None);
+    assert_eq!(switching.roles["c-3"], Some(ROLE_REPLICA), "another replica is labelled as ever");
+    // Labelled `replica` already: it keeps it (the switchover takes it out of `-replica` first).
+    let labelled = plan(&wanted, &steady(&[1, 2, 3]));
+    assert_eq!(labelled.roles["c-2"], Some(ROLE_REPLICA));
+    // Not switching over (the target not in sync): it is labelled by its role.
+    let mut lagging = observed.clone();
+    lagging[1] = lagging[1].clone().link("down");
+    let waiting = plan(&wanted, &lagging);
+    assert!(waiting.switchover.is_none());
+    assert_eq!(waiting.roles["c-2"], Some(ROLE_REPLICA));
 }
