@@ -47,6 +47,8 @@ has_key() {
 
 echo "== operator"
 "$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+# Events of an earlier run on a kept cluster (KEEP_CLUSTER=1) would answer for this one.
+k delete events --all >/dev/null 2>&1
 if "$HELM" upgrade --install cnredis "$ROOT/helm/cnredis" --namespace cnredis-system --create-namespace \
   --set image.tag=dev --set logFormat=text --wait --timeout 120s >/dev/null; then
   ok "helm install: the operator is ready"

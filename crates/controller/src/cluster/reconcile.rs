@@ -177,14 +177,17 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
             Err(why) => wanted.bootstrap_refused = Some(format!("cannot restore: {why}")),
         }
     }
-    // Instances sharing a failure domain since an outage: a replica is restarted for the scheduler to
-    // place it in a free one, when nothing else is to be done.
-    let spread = match failing_over || status.current_primary.is_none() {
-        true => None,
-        false => super::spread::planned_move(ctx, cluster, &world).await?,
+    let mut plan = plan(&wanted, &world.instances);
+    // Instances sharing a failure domain since an outage: when nothing else is to be done, a replica is
+    // restarted for the scheduler to place it in a free one.
+    let spread = match plan.healthy && !failing_over {
+        true => super::spread::planned_move(ctx, cluster, &world).await?,
+        false => None,
     };
-    wanted.spread = spread.as_ref().map(|(chosen, _)| chosen.clone());
-    let plan = plan(&wanted, &world.instances);
+    if let Some((chosen, _)) = &spread {
+        wanted.spread = Some(chosen.clone());
+        plan = super::plan::plan(&wanted, &world.instances);
+    }
     if plan.phase == PHASE_BOOTSTRAP_FAILED {
         if status.phase.as_deref() != Some(PHASE_BOOTSTRAP_FAILED) {
             publish(
@@ -291,7 +294,6 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
             }
         }
     }
-    let mut plan = plan;
     if plan.healthy
         && let Some(progress) = resize_progress(cluster, &world)
     {

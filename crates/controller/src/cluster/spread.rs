@@ -26,6 +26,9 @@ use kube::{Api, ResourceExt};
 use super::observe::World;
 use crate::context::{ClusterKey, Context};
 
+/// The node label the kubelet sets to the node's name: the default topology key.
+const HOSTNAME_KEY: &str = "kubernetes.io/hostname";
+
 /// How long a replica whose move left it in the same domain is not moved again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(600);
 
@@ -242,14 +245,36 @@ pub async fn planned_move(
     }
     let key: ClusterKey = (cluster.namespace().unwrap_or_default(), cluster.name_any());
     let topology_key = &cluster.spec.affinity.topology_key;
-    let nodes: Vec<NodeFacts> = Api::<Node>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
+    let node_name = |instance: &str| {
+        world
+            .pods
+            .get(instance)
+            .and_then(|pod| pod.spec.as_ref()?.node_name.clone())
+    };
+    let used: BTreeSet<String> = world
+        .instances
         .iter()
-        .map(NodeFacts::of)
+        .filter_map(|i| node_name(&i.name))
         .collect();
-    let domain_of = |node: &str| {
+    let scheduled = world
+        .instances
+        .iter()
+        .filter(|i| node_name(&i.name).is_some())
+        .count();
+    // The common case costs no API call: with the hostname key (which the kubelet sets to the node's
+    // name), instances on distinct nodes are in distinct domains.
+    if topology_key == HOSTNAME_KEY && used.len() == scheduled {
+        return Ok(None);
+    }
+    // The instances' nodes one by one; every node only when two instances share a domain.
+    let nodes_api = Api::<Node>::all(ctx.client.clone());
+    let mut nodes = Vec::new();
+    for name in &used {
+        if let Some(node) = nodes_api.get_opt(name).await? {
+            nodes.push(NodeFacts::of(&node));
+        }
+    }
+    let domain_of = |nodes: &[NodeFacts], node: &str| {
         nodes
             .iter()
             .find(|n| n.name == node)
@@ -258,15 +283,12 @@ pub async fn planned_move(
     let status = cluster.status.clone().unwrap_or_default();
     let pinned = [status.current_primary, status.target_primary];
     let mut placed = Vec::new();
-    for instance in &world.instances {
-        let Some(pod) = world.pods.get(&instance.name) else {
-            continue;
-        };
-        let domain = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.as_deref())
-            .and_then(domain_of);
+    for instance in world
+        .instances
+        .iter()
+        .filter(|i| world.pods.contains_key(&i.name))
+    {
+        let domain = node_name(&instance.name).and_then(|node| domain_of(&nodes, &node));
         placed.push(Placed {
             name: instance.name.clone(),
             movable: !pinned.contains(&Some(instance.name.clone()))
@@ -284,6 +306,13 @@ pub async fn planned_move(
     if per_domain.values().all(|n| *n < 2) {
         return Ok(None);
     }
+    let nodes: Vec<NodeFacts> = nodes_api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(NodeFacts::of)
+        .collect();
     let affinity = &cluster.spec.affinity;
     let crowded: BTreeSet<String> = per_domain
         .iter()

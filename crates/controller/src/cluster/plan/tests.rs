@@ -570,7 +570,11 @@ fn a_switchover_target_not_labelled_yet_is_not_added_to_replica_on_its_way_to_le
     let switching = plan(&wanted, &observed);
     assert!(switching.switchover.is_some());
     assert_eq!(switching.roles["c-2"], None);
-    assert_eq!(switching.roles["c-3"], Some(ROLE_REPLICA), "another replica is labelled as ever");
+    assert_eq!(
+        switching.roles["c-3"],
+        Some(ROLE_REPLICA),
+        "another replica is labelled as ever"
+    );
     // Labelled `replica` already: it keeps it (the switchover takes it out of `-replica` first).
     let labelled = plan(&wanted, &steady(&[1, 2, 3]));
     assert_eq!(labelled.roles["c-2"], Some(ROLE_REPLICA));
