@@ -831,6 +831,70 @@ async fn a_switchover_target_restarted_without_a_dataset_follows_the_current_pri
     );
 }
 
+/// `minSyncReplicas: 1` as it is, not as one might hope: the primary refuses writes (`NOREPLICAS`) while
+/// no replica is connected, and takes them once one is; but it still acknowledges a write its only
+/// replica never received while that replica's last acknowledgement is within
+/// `maxSyncReplicaLagSeconds` (here: the replica's server frozen), and refuses only after. The window
+/// is bounded, not closed: only `WAIT` proves a write is on a replica (docs/runbooks/failover.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_sync_replicas_refuses_writes_without_a_recent_replica_but_bounds_rather_than_closes_the_window()
+{
+    let mut h = Harness::new("min-sync", "valkey-9.1", 2, "none");
+    h.set_spec(
+        "failover",
+        serde_json::json!({"minSyncReplicas": 1, "maxSyncReplicaLagSeconds": 3}),
+    );
+    h.set_primary(Some("c-1"), Some("c-1"));
+    h.start("c-1");
+    h.wait_ready("c-1").await;
+    let refused = set(&h, "c-1", "k", "no replica yet").await;
+    assert_eq!(error_code(refused).as_deref(), Some("NOREPLICAS"));
+
+    h.start("c-2");
+    eventually("a write is taken once c-2 replicates", WAIT, || async {
+        set(&h, "c-1", "k", "replicated").await.map_err(|e| e.to_string())
+    })
+    .await;
+    wait_value(&h, "c-2", "k", "replicated").await;
+
+    // The replica's server stops reading; its connection stays up, its last acknowledgement ages.
+    let replica = nix::unistd::Pid::from_raw(server_pid(&h, "c-2").await);
+    nix::sys::signal::kill(replica, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let frozen = Instant::now();
+    let taken = set(&h, "c-1", "unreplicated", "acknowledged by the primary alone").await;
+    let within = frozen.elapsed();
+    let refused_after = eventually(
+        "writes refused once the replica's lag passes 3 s",
+        WAIT,
+        || async {
+            match error_code(set(&h, "c-1", "later", "x").await).as_deref() {
+                Some("NOREPLICAS") => Ok(frozen.elapsed()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    // (Its instance manager may have restarted it meanwhile.)
+    let _ = nix::sys::signal::kill(replica, nix::sys::signal::Signal::SIGCONT);
+    assert!(
+        taken.is_ok(),
+        "a write {within:?} after the replica froze was refused: {taken:?}"
+    );
+    assert!(
+        refused_after <= Duration::from_secs(8),
+        "writes were still taken {refused_after:?} after the replica froze"
+    );
+
+    // Resumed, the replica catches up and writes are taken again.
+    eventually("writes taken again once the replica resumes", WAIT, || async {
+        set(&h, "c-1", "after", "resumed")
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    wait_value(&h, "c-2", "unreplicated", "acknowledged by the primary alone").await;
+}
+
 /// A primary whose server exits says so at once: its report names it `restartedPrimary` while the
 /// server is still down (the restart delay is a second), so the operator fails over without waiting for
 /// the server to come back; and it comes back isolated and fenced.
