@@ -184,8 +184,8 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
         true => super::spread::planned_move(ctx, cluster, &world).await?,
         false => None,
     };
-    if let Some((chosen, _)) = &spread {
-        wanted.spread = Some(chosen.clone());
+    if spread.is_some() {
+        wanted.spread = spread.clone();
         plan = super::plan::plan(&wanted, &world.instances);
     }
     if plan.phase == PHASE_BOOTSTRAP_FAILED {
@@ -232,14 +232,14 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
         }
     }
     execute(cluster, ctx, &namespace, &plan, &world).await?;
-    if let Some((chosen, from)) = &spread
+    if let Some(chosen) = &spread
         && plan
             .remove
             .iter()
             .any(|r| r.reason == MOVED && r.name == chosen.instance)
     {
         ctx.recent_moves
-            .record(&(namespace.clone(), name.clone()), &chosen.instance, from);
+            .record(&(namespace.clone(), name.clone()), &chosen.instance, &chosen.from);
     }
     if plan.switchover.is_none() {
         lift_stale_fence(ctx, cluster, &plan, &world, &wanted.fenced).await;

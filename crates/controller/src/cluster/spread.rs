@@ -161,18 +161,26 @@ pub struct Placed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Move {
     pub instance: String,
+    /// The domain it leaves.
+    pub from: String,
     pub why: String,
+}
+
+/// The instances in each domain, by name.
+fn by_domain(instances: &[Placed]) -> BTreeMap<&str, Vec<&str>> {
+    let mut domains: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for instance in instances {
+        if let Some(domain) = &instance.domain {
+            domains.entry(domain).or_default().push(&instance.name);
+        }
+    }
+    domains
 }
 
 /// The replica to move: one sharing its domain with another instance, with a free domain (no instance)
 /// that could run it; the highest serial first (`instances` are in serial order).
 pub fn replica_to_move(instances: &[Placed]) -> Option<Move> {
-    let mut count: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for instance in instances {
-        if let Some(domain) = &instance.domain {
-            count.entry(domain).or_default().push(&instance.name);
-        }
-    }
+    let count = by_domain(instances);
     instances.iter().rev().filter(|i| i.movable).find_map(|instance| {
         let domain = instance.domain.as_deref()?;
         let sharing: Vec<&str> = count[domain]
@@ -191,6 +199,7 @@ pub fn replica_to_move(instances: &[Placed]) -> Option<Move> {
             .collect();
         (!free.is_empty()).then(|| Move {
             instance: instance.name.clone(),
+            from: domain.to_string(),
             why: format!(
                 "spreading instances: {} shares {domain} with {}, and {} {} none",
                 instance.name,
@@ -238,7 +247,7 @@ pub async fn planned_move(
     ctx: &Context,
     cluster: &RedisCluster,
     world: &World,
-) -> Result<Option<(Move, String)>, kube::Error> {
+) -> Result<Option<Move>, kube::Error> {
     if cluster.spec.affinity.pod_anti_affinity_type != PodAntiAffinityType::Preferred || world.pods.len() < 2
     {
         return Ok(None);
@@ -299,11 +308,12 @@ pub async fn planned_move(
             open: BTreeSet::new(),
         });
     }
-    let mut per_domain: BTreeMap<&str, usize> = BTreeMap::new();
-    for domain in placed.iter().filter_map(|p| p.domain.as_deref()) {
-        *per_domain.entry(domain).or_default() += 1;
-    }
-    if per_domain.values().all(|n| *n < 2) {
+    let crowded: BTreeSet<String> = by_domain(&placed)
+        .into_iter()
+        .filter(|(_, names)| names.len() >= 2)
+        .map(|(domain, _)| domain.to_string())
+        .collect();
+    if crowded.is_empty() {
         return Ok(None);
     }
     let nodes: Vec<NodeFacts> = nodes_api
@@ -314,11 +324,6 @@ pub async fn planned_move(
         .map(NodeFacts::of)
         .collect();
     let affinity = &cluster.spec.affinity;
-    let crowded: BTreeSet<String> = per_domain
-        .iter()
-        .filter(|(_, n)| **n >= 2)
-        .map(|(d, _)| d.to_string())
-        .collect();
     for instance in placed.iter_mut() {
         if !instance.movable || !instance.domain.as_ref().is_some_and(|d| crowded.contains(d)) {
             continue;
@@ -338,14 +343,7 @@ pub async fn planned_move(
             .filter_map(|n| n.labels.get(topology_key).cloned())
             .collect();
     }
-    Ok(replica_to_move(&placed).map(|m| {
-        let from = placed
-            .iter()
-            .find(|p| p.name == m.instance)
-            .and_then(|p| p.domain.clone())
-            .unwrap_or_default();
-        (m, from)
-    }))
+    Ok(replica_to_move(&placed))
 }
 
 async fn volume_affinity(

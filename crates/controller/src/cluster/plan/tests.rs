@@ -481,6 +481,7 @@ fn a_failing_primary_whose_pod_is_gone_is_left_to_the_failover() {
 fn spreading(instance: &str) -> Option<crate::cluster::spread::Move> {
     Some(crate::cluster::spread::Move {
         instance: instance.to_string(),
+        from: "a".to_string(),
         why: format!("spreading instances: {instance} shares a with c-1, and c has none"),
     })
 }

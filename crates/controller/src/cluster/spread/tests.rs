@@ -242,6 +242,7 @@ fn a_replica_sharing_a_domain_moves_to_a_free_one_highest_serial_first() {
     ];
     let chosen = replica_to_move(&instances).expect("a move");
     assert_eq!(chosen.instance, "c-3");
+    assert_eq!(chosen.from, "a");
     assert_eq!(
         chosen.why,
         "spreading instances: c-3 shares a with c-1, and c has none"
