@@ -131,6 +131,16 @@ impl InstanceClient {
         self.call(target, Method::POST, path::UNFENCE, None::<&()>).await
     }
 
+    /// `POST /v1/failsafe`: the primary's heartbeat to one replica (the client presents the primary's
+    /// own instance certificate).
+    pub async fn failsafe(
+        &self,
+        target: &Target,
+        request: &wire::FailsafeRequest,
+    ) -> Result<wire::FailsafePromise, ClientError> {
+        self.call(target, Method::POST, path::FAILSAFE, Some(request)).await
+    }
+
     /// `POST /v1/backups`: starts the backup, or reports it when one of that name exists (409 while
     /// another one runs).
     pub async fn start_backup(

@@ -12,6 +12,9 @@ pub mod path {
     pub const DEMOTE: &str = "/v1/demote";
     pub const FENCE: &str = "/v1/fence";
     pub const UNFENCE: &str = "/v1/unfence";
+    /// `POST` by the primary's instance manager to each replica's while it cannot renew its lease
+    /// through the API server ([`super::FailsafeRequest`]); only another instance's certificate may call it.
+    pub const FAILSAFE: &str = "/v1/failsafe";
     /// `POST` starts a backup ([`super::BackupRequest`]); `GET /v1/backups/{name}` reads its progress.
     pub const BACKUPS: &str = "/v1/backups";
 }
@@ -36,6 +39,9 @@ pub enum LeaseStatus {
     Expired,
     /// This pod does not hold the lease (it is not the primary).
     NotPrimary,
+    /// This pod holds the lease without renewing it through the API server, which it cannot reach: every
+    /// other instance it knows promised, within the lease's duration, to follow it and refuse promotion.
+    Failsafe,
     /// The instance manager runs without a lease (no Kubernetes API, e.g. in integration tests).
     Disabled,
 }
@@ -239,6 +245,25 @@ pub struct Persistence {
 pub struct DemoteRequest {
     pub primary_host: String,
     pub primary_port: u16,
+}
+
+/// `POST /v1/failsafe`: the primary asks a replica to promise that it follows it and refuses any
+/// promotion for the lease's duration from now.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailsafeRequest {
+    /// The pod asking: the cluster's current primary, as its certificate must also say.
+    pub primary: String,
+}
+
+/// The answer to a [`FailsafeRequest`]: the promise, or why not (a 409 carries the reason).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailsafePromise {
+    /// The replica giving the promise.
+    pub pod: String,
+    /// How long, from when it answered, it refuses promotion.
+    pub hold_millis: u64,
 }
 
 /// The answer to a mutating call once what it asked for holds.

@@ -100,6 +100,7 @@ fn operator_only(caller: Caller, message: &str, role: Role) -> Response {
             "unauthenticated",
             "no client certificate".into(),
         ),
+        Caller::Instance(_) => refuse(StatusCode::FORBIDDEN, "forbidden", "an instance".into()),
         Caller::Rejected(why) => refuse(StatusCode::FORBIDDEN, "forbidden", why),
     }
 }

@@ -71,6 +71,7 @@ fn router(manager: Arc<Manager>) -> Router {
         .route(path::DEMOTE, post(demote))
         .route(path::FENCE, post(fence))
         .route(path::UNFENCE, post(unfence))
+        .route(path::FAILSAFE, post(failsafe))
         .route(path::BACKUPS, post(start_backup))
         .route(&format!("{}/{{name}}", path::BACKUPS), get(backup))
         .with_state(manager)
@@ -156,11 +157,47 @@ fn refusal(caller: &Caller) -> Option<Response> {
             "unauthenticated",
             "this call needs the operator's client certificate",
         )),
+        Caller::Instance(_) => Some(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "an instance's certificate may only send the failsafe heartbeat",
+        )),
         Caller::Rejected(why) => Some(error(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!("the client certificate is not the operator's: {why}"),
         )),
+    }
+}
+
+/// `POST /v1/failsafe`: only the instance the request names, by its own certificate.
+async fn failsafe(
+    State(manager): State<Arc<Manager>>,
+    Extension(caller): Extension<Arc<Caller>>,
+    Json(request): Json<wire::FailsafeRequest>,
+) -> Response {
+    let identity = &manager.identity;
+    let name = cnredis_pki::instance_server_name(&request.primary, &identity.cluster_name, &identity.namespace);
+    match caller.as_ref() {
+        Caller::Instance(cert) if cert.is_issued_to(&name) => {}
+        Caller::Instance(_) => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("the certificate is not {}'s", request.primary),
+            );
+        }
+        _ => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "only an instance of the cluster, with its own certificate, sends the failsafe heartbeat",
+            );
+        }
+    }
+    match manager.failsafe_promise(&request.primary).await {
+        Ok(promise) => Json(promise).into_response(),
+        Err(refused) => error(StatusCode::CONFLICT, refused.reason(), refused.to_string()),
     }
 }
 
@@ -173,6 +210,8 @@ fn answer(result: Result<wire::ActionResult, ManagerError>) -> Response {
                 | ManagerError::IsTargetPrimary
                 | ManagerError::EmptyAfterRestart
                 | ManagerError::StillFenced(_)
+                | ManagerError::PromotionHeld(_)
+                | ManagerError::NoPromise(_)
                 | ManagerError::Lease(_) => StatusCode::CONFLICT,
                 ManagerError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::SERVICE_UNAVAILABLE,

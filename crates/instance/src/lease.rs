@@ -51,6 +51,9 @@ pub struct LeaseClock {
     pub confirmed: bool,
     /// When the watchdog fenced the server for the current expiry.
     pub self_fenced_at: Option<Instant>,
+    /// The current hold comes from a round of failsafe promises, not a renewal through the API server
+    /// ([`crate::failsafe`]).
+    pub by_promises: bool,
 }
 
 /// What the lease watchdog must do at one instant, from the [`LeaseClock`] alone.
@@ -76,6 +79,7 @@ impl LeaseClock {
             answering: false,
             confirmed: false,
             self_fenced_at: None,
+            by_promises: false,
         }
     }
 
@@ -126,6 +130,20 @@ impl LeaseClock {
         self.lost = false;
         self.confirmed = false;
         self.self_fenced_at = None;
+        self.by_promises = false;
+    }
+
+    /// Every instance promised, in a round sent at `sent_at`, to refuse promotion for longer than this
+    /// pod's hold from then: the hold runs from `sent_at` as from a renewal. Never undoes a lease taken
+    /// by another pod, and never moves the hold back.
+    pub fn held_by_promises(&mut self, sent_at: Instant) {
+        if self.lost || self.renewed_at.is_some_and(|renewed| renewed >= sent_at) {
+            return;
+        }
+        self.renewed_at = Some(sent_at);
+        self.confirmed = false;
+        self.self_fenced_at = None;
+        self.by_promises = true;
     }
 
     pub fn lost(&mut self) {
@@ -147,6 +165,7 @@ impl LeaseClock {
         self.lost = false;
         self.confirmed = false;
         self.self_fenced_at = None;
+        self.by_promises = false;
     }
 }
 
@@ -372,6 +391,34 @@ mod tests {
         clock.renewed(start + 20 * SECOND);
         assert!(!clock.confirmed);
         assert_eq!(clock.watchdog_step(start + 33 * SECOND), WatchdogStep::Fence);
+    }
+
+    #[test]
+    fn promises_extend_the_hold_from_the_sending_of_their_round() {
+        let start = Instant::now();
+        let mut clock = primary_renewed_at(start);
+        clock.held_by_promises(start + 3 * SECOND);
+        assert!(clock.by_promises);
+        assert_eq!(
+            clock.watchdog_step(start + 14 * SECOND),
+            WatchdogStep::SleepUntil(start + 16 * SECOND)
+        );
+        assert_eq!(clock.watchdog_step(start + 16 * SECOND), WatchdogStep::Fence);
+        clock.renewed(start + 17 * SECOND);
+        assert!(!clock.by_promises, "a renewal through the API server ends the failsafe");
+    }
+
+    #[test]
+    fn promises_never_undo_a_lease_taken_by_another_pod_nor_move_the_hold_back() {
+        let start = Instant::now();
+        let mut clock = primary_renewed_at(start);
+        clock.lost();
+        clock.held_by_promises(start + SECOND);
+        assert_eq!(clock.watchdog_step(start + SECOND), WatchdogStep::Fence);
+        let mut clock = primary_renewed_at(start + 5 * SECOND);
+        clock.held_by_promises(start + 3 * SECOND);
+        assert_eq!(clock.renewed_at, Some(start + 5 * SECOND));
+        assert!(!clock.by_promises);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use cnredis_instance_client::wire;
 use tokio::sync::{Mutex, watch};
 
 use crate::config::{self, ConfigInput, Engine};
+use crate::failsafe;
 use crate::decide::{self, Action, Desired, FenceReason, LeaseState, LinkHistory, Observed, ServerRole};
 use crate::info::ServerInfo;
 use crate::lease::{LeaseClock, PrimaryLease, WatchdogStep};
@@ -78,6 +79,10 @@ pub enum ManagerError {
     Config(#[from] config::ConfigError),
     #[error("{what} did not happen within {within:?}")]
     Timeout { what: &'static str, within: Duration },
+    #[error("promotion held back for {0:?}: the old primary may still hold its lease by this pod's failsafe promise")]
+    PromotionHeld(Duration),
+    #[error("no failsafe promise: {0}")]
+    NoPromise(String),
 }
 
 impl ManagerError {
@@ -95,6 +100,8 @@ impl ManagerError {
             Self::Source(_) => "clusterUnreadable",
             Self::Config(_) => "invalidConfiguration",
             Self::Timeout { .. } => "timeout",
+            Self::PromotionHeld(_) => "promotionHeld",
+            Self::NoPromise(_) => "noPromise",
         }
     }
 }
@@ -165,6 +172,8 @@ pub struct Manager {
     pub backups: crate::backup::Backups,
     /// The restore before the first start of a restored cluster's first instance.
     pub restore: std::sync::Mutex<Option<wire::RestoreReport>>,
+    /// When this pod last promised the primary to refuse promotion ([`crate::failsafe`]).
+    pub promised: std::sync::Mutex<Option<Instant>>,
 }
 
 /// How long a promotion, demotion or fence may take before the API call fails.
@@ -190,6 +199,7 @@ impl Manager {
             started: Instant::now(),
             backups: crate::backup::Backups::default(),
             restore: std::sync::Mutex::new(None),
+            promised: std::sync::Mutex::new(None),
             state: Mutex::new(State {
                 server_info: None,
                 observed: None,
@@ -287,6 +297,45 @@ impl Manager {
         self.lease.is_some() && self.lease_clock.borrow().watchdog_step(Instant::now()) == WatchdogStep::Fence
     }
 
+    /// How much longer a promotion must wait for the promises this pod gave ([`crate::failsafe`]);
+    /// `None` when it may go ahead (always without a lease).
+    pub fn promotion_hold(&self, unproven_fence: bool) -> Option<Duration> {
+        let lease = self.lease.as_ref()?.duration();
+        let guard = failsafe::PromotionGuard {
+            started: self.started,
+            promised: *self.promised.lock().unwrap_or_else(|p| p.into_inner()),
+            lease,
+        };
+        guard.hold(Instant::now(), unproven_fence)
+    }
+
+    /// `POST /v1/failsafe` from `asker`, whose certificate the API checked: promises to follow it and to
+    /// refuse promotion for the lease's duration plus [`failsafe::PROMISE_HOLD`], if this pod's last
+    /// status and a fresh look at its server allow it. The promise is recorded before the answer.
+    pub async fn failsafe_promise(&self, asker: &str) -> Result<wire::FailsafePromise, ManagerError> {
+        let Some(lease) = self.lease.as_ref().map(PrimaryLease::duration) else {
+            return Err(ManagerError::NoPromise("this instance runs without a lease".to_string()));
+        };
+        let mut state = self.state.lock().await;
+        let observed = self.observe(&mut state).await;
+        let view = self.cluster.current().ok_or(ManagerError::NoClusterView)?;
+        let status = view.cluster.status.clone().unwrap_or_default();
+        let address = view.addresses.get(asker).map(Address::to_string);
+        failsafe::may_promise(
+            &self.identity.pod_name,
+            asker,
+            &status,
+            address.as_deref(),
+            &observed.role,
+        )
+        .map_err(ManagerError::NoPromise)?;
+        *self.promised.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        Ok(wire::FailsafePromise {
+            pod: self.identity.pod_name.clone(),
+            hold_millis: (lease + failsafe::PROMISE_HOLD).as_millis() as u64,
+        })
+    }
+
     /// Starts the [`crate::watchdog`] that fences the server when the lease runs out (with a lease only).
     pub fn spawn_lease_watchdog(&self) -> std::io::Result<()> {
         crate::watchdog::spawn(self.lease_clock.clone(), self.watchdog_server.clone())
@@ -371,8 +420,10 @@ impl Manager {
             None => LeaseState::NotPrimary,
             Some(_) => self.lease_clock.borrow().state(role == ServerRole::Primary, now),
         };
+        let by_promises = self.lease_clock.borrow().by_promises;
         state.lease = match (&self.lease, lease) {
             (None, _) => wire::LeaseStatus::Disabled,
+            (Some(_), LeaseState::Held) if by_promises => wire::LeaseStatus::Failsafe,
             (Some(_), LeaseState::Held) => wire::LeaseStatus::Held,
             (Some(_), LeaseState::Expired) => wire::LeaseStatus::Expired,
             (Some(_), LeaseState::NotPrimary) => wire::LeaseStatus::NotPrimary,
@@ -415,6 +466,14 @@ impl Manager {
                 Action::ReportEmptyAfterRestart => {}
                 Action::Fence { .. } => self.server.fence().await?,
                 Action::PromoteToPrimary => {
+                    let unproven = self
+                        .cluster
+                        .current()
+                        .and_then(|view| view.cluster.status.clone())
+                        .is_some_and(|status| failsafe::unproven_fence(&status));
+                    if let Some(left) = self.promotion_hold(unproven) {
+                        return Err(ManagerError::PromotionHeld(left));
+                    }
                     if let Some(lease) = &self.lease {
                         let sent = Instant::now();
                         lease.acquire_or_renew(Duration::from_secs(5)).await?;

@@ -223,6 +223,7 @@ fn manager_metrics(scrape: &mut Scrape, manager: &ManagerMetrics) {
         (wire::LeaseStatus::Held, "held"),
         (wire::LeaseStatus::Expired, "expired"),
         (wire::LeaseStatus::NotPrimary, "notPrimary"),
+        (wire::LeaseStatus::Failsafe, "failsafe"),
         (wire::LeaseStatus::Disabled, "disabled"),
     ];
     let current = |lease| i64::from(manager.lease == lease);

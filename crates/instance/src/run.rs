@@ -11,6 +11,7 @@ use anyhow::Context;
 
 use crate::config::{Engine, EngineKind};
 use crate::decide::{self, BootRole, ISOLATED_PRIMARY};
+use crate::failsafe;
 use crate::http::{self, ApiTls};
 use crate::lease::{LeaseClock, PrimaryLease};
 use crate::manager::{self, Identity, Manager};
@@ -107,7 +108,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     });
     let manager = Manager::new(options.identity, engine, watch, lease);
 
-    if let Some(dir) = options.api_tls {
+    if let Some(dir) = options.api_tls.clone() {
         let api = http::serve_api(options.api_addr, ApiTls { dir }, manager.clone());
         tokio::spawn(async move {
             if let Err(error) = api.await {
@@ -128,7 +129,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         manager
             .spawn_lease_watchdog()
             .context("starting the lease watchdog")?;
-        tokio::spawn(renew_loop(manager.clone()));
+        tokio::spawn(renew_loop(manager.clone(), options.api_tls.clone()));
     }
     supervise(manager, reaper, &mut signals, binary).await
 }
@@ -263,6 +264,16 @@ async fn start_server(manager: &Manager, reaper: &Reaper, binary: &Path) -> anyh
     let mut state = manager.state.lock().await;
     let desired = manager.desired(&view, &state);
     let (mut role, mut fenced) = decide::boot_plan(&desired, on_disk);
+    let status = view.cluster.status.clone().unwrap_or_default();
+    let promoting = desired.current_primary.as_deref() != Some(identity.pod_name.as_str());
+    if role == BootRole::Primary
+        && promoting
+        && let Some(left) = manager.promotion_hold(failsafe::unproven_fence(&status))
+    {
+        // Promoted later by the loop, once the hold is over.
+        (role, fenced) = decide::boot_without_lease(&desired);
+        tracing::warn!(?left, ?role, "the old primary may still hold its lease by promises: not starting as primary");
+    }
     if role == BootRole::Primary
         && let Some(lease) = &manager.lease
     {
@@ -325,9 +336,12 @@ async fn reconcile_loop(manager: Arc<Manager>) {
 }
 
 /// Renews the primary lease every third of its duration while the server answers as primary, and
-/// releases it once the server is seen as anything else. It never waits for the manager's state (the loop
-/// or an API request may hold it): the role and the hold are in the lease clock.
-async fn renew_loop(manager: Arc<Manager>) {
+/// releases it once the server is seen as anything else. When a renewal fails for any reason but another
+/// holder, it asks the other instances for their failsafe promises ([`crate::failsafe`]) and holds the
+/// lease by them, looking again twice as often until a renewal through the API server succeeds. It never
+/// waits for the manager's state (the loop or an API request may hold it): the role and the hold are in
+/// the lease clock.
+async fn renew_loop(manager: Arc<Manager>, api_tls: Option<PathBuf>) {
     let Some(lease) = manager.lease.clone() else {
         return;
     };
@@ -337,16 +351,35 @@ async fn renew_loop(manager: Arc<Manager>) {
             let clock = manager.lease_clock.borrow();
             (clock.should_renew(), clock.primary)
         };
+        let mut failsafe = false;
         if renew {
             let sent = Instant::now();
-            let result = lease.acquire_or_renew(period).await;
-            match result {
-                Ok(()) => manager.lease_clock.send_modify(|clock| clock.renewed(sent)),
+            // Half the period: a failed attempt leaves time for a round of promises before the hold,
+            // `duration - 2 s` from the last success, runs out.
+            match lease.acquire_or_renew(period / 2).await {
+                Ok(()) => manager.lease_clock.send_modify(|clock| {
+                    if clock.by_promises {
+                        tracing::info!("the primary lease is renewed through the API server again");
+                    }
+                    clock.renewed(sent);
+                }),
                 Err(crate::lease::LeaseError::HeldByOther { holder, .. }) => {
                     tracing::warn!(%holder, "the primary lease was handed to another pod");
                     manager.lease_clock.send_modify(LeaseClock::lost);
                 }
-                Err(error) => tracing::warn!(%error, "cannot renew the primary lease"),
+                Err(error) => {
+                    failsafe = true;
+                    let sent = Instant::now();
+                    match failsafe_round(&manager, api_tls.as_deref()).await {
+                        Ok(promised) => manager.lease_clock.send_modify(|clock| {
+                            if !clock.by_promises {
+                                tracing::warn!(%error, ?promised, "cannot renew the primary lease: held by the promises of every other instance");
+                            }
+                            clock.held_by_promises(sent);
+                        }),
+                        Err(why) => tracing::warn!(%error, %why, "cannot renew the primary lease, and no failsafe hold"),
+                    }
+                }
             }
         } else if !primary {
             manager.lease_clock.send_if_modified(|clock| {
@@ -355,6 +388,56 @@ async fn renew_loop(manager: Arc<Manager>) {
                 held
             });
         }
-        tokio::time::sleep(period).await;
+        tokio::time::sleep(if failsafe { period / 2 } else { period }).await;
     }
+}
+
+/// One round of failsafe promises: every member ([`failsafe::members`]) asked at once, each within
+/// [`failsafe::CALL_TIMEOUT`]; the pods that promised, or why there is no hold.
+async fn failsafe_round(manager: &Manager, api_tls: Option<&Path>) -> Result<Vec<String>, String> {
+    let dir = api_tls.ok_or("no instance API certificate to present")?;
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| format!("{name}: {e}"));
+    let config = cnredis_pki::client_config(&read("ca.crt")?, &read("tls.crt")?, &read("tls.key")?)
+        .map_err(|e| e.to_string())?;
+    let client = cnredis_instance_client::InstanceClient::new(config, failsafe::CALL_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    let identity = &manager.identity;
+    let view = manager.cluster.current().ok_or("the cluster has not been read")?;
+    let status = view.cluster.status.clone().unwrap_or_default();
+    let addresses: Vec<(String, std::net::IpAddr)> = view
+        .addresses
+        .iter()
+        .filter_map(|(pod, address)| Some((pod.clone(), address.host.parse().ok()?)))
+        .collect();
+    // Its own connection: the loop's may be held by a slow command, and nothing here waits for it.
+    let server = crate::server::ServerClient::new(identity.socket_path(), manager::read_password(identity));
+    let info = server.info().await.map_err(|e| format!("the server: {e}"))?;
+    let connected = crate::info::parse(&info).replicas;
+    let members = failsafe::members(&identity.pod_name, &status, &addresses, &connected)?;
+    let lease = manager.lease.as_ref().map(PrimaryLease::duration).unwrap_or_default();
+    let request = cnredis_instance_client::wire::FailsafeRequest {
+        primary: identity.pod_name.clone(),
+    };
+    let answers = futures::future::join_all(members.iter().map(|member| {
+        let target = cnredis_instance_client::Target::new(
+            cnredis_pki::instance_server_name(&member.pod, &identity.cluster_name, &identity.namespace),
+            member.api,
+        );
+        let (client, request) = (&client, &request);
+        async move {
+            match tokio::time::timeout(failsafe::CALL_TIMEOUT, client.failsafe(&target, request)).await {
+                Ok(Ok(promise))
+                    if promise.pod == member.pod
+                        && failsafe::promise_covers(Duration::from_millis(promise.hold_millis), lease) =>
+                {
+                    Ok(member.pod.clone())
+                }
+                Ok(Ok(promise)) => Err(format!("{}: a promise of {} ms", member.pod, promise.hold_millis)),
+                Ok(Err(error)) => Err(format!("{}: {error}", member.pod)),
+                Err(_) => Err(format!("{}: no answer within {:?}", member.pod, failsafe::CALL_TIMEOUT)),
+            }
+        }
+    }))
+    .await;
+    answers.into_iter().collect()
 }

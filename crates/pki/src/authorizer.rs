@@ -1,5 +1,6 @@
-//! Who is calling an instance manager: the operator, an anonymous client, or someone presenting a
-//! certificate that does not make them the operator.
+//! Who is calling an instance manager: the operator, another instance manager of the CA (presenting its
+//! own server certificate, for the primary's failsafe heartbeat), an anonymous client, or someone
+//! presenting a certificate that makes them neither.
 
 use std::sync::Arc;
 
@@ -9,6 +10,8 @@ use crate::{OPERATOR_CLIENT_NAME, PkiError, pem};
 
 /// DER contents of the id-kp-clientAuth OID (1.3.6.1.5.5.7.3.2).
 const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+/// DER contents of the id-kp-serverAuth OID (1.3.6.1.5.5.7.3.1).
+const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 
 /// The caller of one connection, as the HTTP layer needs it to answer 401 or 403.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,8 +20,27 @@ pub enum Caller {
     Anonymous,
     /// A valid client certificate of the cluster CA issued to [`OPERATOR_CLIENT_NAME`].
     Operator,
+    /// A valid server certificate of the CA: another instance manager, whose name the caller checks
+    /// with [`InstanceCertificate::is_issued_to`]. It may only send the primary's failsafe heartbeat.
+    Instance(InstanceCertificate),
     /// A client certificate that does not identify the operator, and why (human readable).
     Rejected(String),
+}
+
+/// The certificate an instance manager presented, already verified against the CA for serverAuth.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceCertificate(CertificateDer<'static>);
+
+impl InstanceCertificate {
+    /// Whether the certificate carries the DNS name `name`
+    /// ([`crate::instance_server_name`] of the instance the caller claims to be).
+    pub fn is_issued_to(&self, name: &str) -> bool {
+        let Ok(name) = ServerName::try_from(name) else {
+            return false;
+        };
+        webpki::EndEntityCert::try_from(&self.0)
+            .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+    }
 }
 
 /// Classifies the peer certificates of a connection against the CA. Cheap to clone.
@@ -56,8 +78,38 @@ impl CallerAuthorizer {
         };
         match self.verify_operator(end_entity, intermediates, now) {
             Ok(()) => Caller::Operator,
-            Err(reason) => Caller::Rejected(reason),
+            Err(reason) => match self.verify_for(end_entity, intermediates, now, EKU_SERVER_AUTH) {
+                Ok(()) => Caller::Instance(InstanceCertificate(end_entity.clone().into_owned())),
+                // A server certificate fails the operator's check on its usage: the chain is what
+                // tells why it is not an instance's either.
+                Err(server_reason) if reason.contains("not meant for client") => {
+                    Caller::Rejected(server_reason)
+                }
+                Err(_) => Caller::Rejected(reason),
+            },
         }
+    }
+
+    fn verify_for(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: &'static [u8],
+    ) -> Result<(), String> {
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|e| format!("client certificate cannot be parsed: {e}"))?;
+        cert.verify_for_usage(
+            self.algorithms,
+            &self.anchors,
+            intermediates,
+            now,
+            webpki::KeyUsage::required(usage),
+            None,
+            None,
+        )
+        .map(|_| ())
+        .map_err(chain_rejection)
     }
 
     fn verify_operator(
@@ -66,20 +118,11 @@ impl CallerAuthorizer {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<(), String> {
-        let cert = webpki::EndEntityCert::try_from(end_entity)
-            .map_err(|e| format!("client certificate cannot be parsed: {e}"))?;
         // `KeyUsage::client_auth()` would also accept a certificate without any EKU; every certificate
         // of this CA carries one, so demand it.
-        cert.verify_for_usage(
-            self.algorithms,
-            &self.anchors,
-            intermediates,
-            now,
-            webpki::KeyUsage::required(EKU_CLIENT_AUTH),
-            None,
-            None,
-        )
-        .map_err(chain_rejection)?;
+        self.verify_for(end_entity, intermediates, now, EKU_CLIENT_AUTH)?;
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|e| format!("client certificate cannot be parsed: {e}"))?;
         let operator =
             ServerName::try_from(OPERATOR_CLIENT_NAME).expect("OPERATOR_CLIENT_NAME is a DNS name");
         cert.verify_is_valid_for_subject_name(&operator)
@@ -118,6 +161,7 @@ mod tests {
     enum Expect {
         Is(Caller),
         RejectedBecause(&'static str),
+        Instance,
     }
 
     #[test]
@@ -144,22 +188,32 @@ mod tests {
                 Expect::RejectedBecause("not issued by the cluster CA"),
             ),
             (
-                "a pod's server certificate of the same CA is rejected",
+                "a pod's server certificate of the same CA is an instance, never the operator",
                 Some(chain(
                     &ca.issue_server(std::slice::from_ref(&server_name), DAY)
                         .unwrap()
                         .cert_pem,
                 )),
-                Expect::RejectedBecause("not meant for client authentication"),
+                Expect::Instance,
             ),
             (
-                "server certificate named like the operator is rejected",
+                "server certificate named like the operator is an instance, never the operator",
                 Some(chain(
                     &ca.issue_server(&[OPERATOR_CLIENT_NAME.to_owned()], DAY)
                         .unwrap()
                         .cert_pem,
                 )),
-                Expect::RejectedBecause("not meant for client authentication"),
+                Expect::Instance,
+            ),
+            (
+                "a server certificate of another CA is rejected",
+                Some(chain(
+                    &other_ca
+                        .issue_server(std::slice::from_ref(&server_name), DAY)
+                        .unwrap()
+                        .cert_pem,
+                )),
+                Expect::RejectedBecause("not issued by the cluster CA"),
             ),
             (
                 "client certificate with another name is rejected",
@@ -202,6 +256,7 @@ mod tests {
             let caller = authorizer.classify(peers.as_deref());
             match expect {
                 Expect::Is(expected) => assert_eq!(caller, expected, "{case}"),
+                Expect::Instance => assert!(matches!(caller, Caller::Instance(_)), "{case}: {caller:?}"),
                 Expect::RejectedBecause(phrase) => match &caller {
                     Caller::Rejected(reason) => assert!(reason.contains(phrase), "{case}: {reason}"),
                     other => panic!("{case}: expected a rejection, got {other:?}"),
@@ -241,6 +296,20 @@ mod tests {
             authorizer.classify(Some(&chain(&issued.cert_pem))),
             Caller::Operator
         );
+    }
+
+    #[test]
+    fn an_instance_certificate_names_only_the_instance_it_was_issued_to() {
+        let ca = CertificateAuthority::generate("cluster CA").unwrap();
+        let name = crate::instance_server_name("cache-2", "cache", "prod");
+        let issued = ca.issue_server(std::slice::from_ref(&name), DAY).unwrap();
+        let authorizer = CallerAuthorizer::new(ca.cert_pem()).unwrap();
+        let Caller::Instance(cert) = authorizer.classify(Some(&chain(&issued.cert_pem))) else {
+            panic!("an instance certificate");
+        };
+        assert!(cert.is_issued_to(&name));
+        assert!(!cert.is_issued_to(&crate::instance_server_name("cache-3", "cache", "prod")));
+        assert!(!cert.is_issued_to(&crate::instance_server_name("cache-2", "other", "prod")));
     }
 
     #[test]

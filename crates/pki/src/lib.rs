@@ -9,7 +9,7 @@ mod pem;
 mod tls;
 
 pub use authority::{CertificateAuthority, IssuedCertificate};
-pub use authorizer::{Caller, CallerAuthorizer};
+pub use authorizer::{Caller, CallerAuthorizer, InstanceCertificate};
 pub use error::PkiError;
 pub use tls::{anonymous_client_config, client_config, server_config};
 
