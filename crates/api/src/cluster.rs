@@ -732,8 +732,8 @@ pub struct PrimaryFailing {
     pub pod: String,
     /// First observation of the failure.
     pub since: Time,
-    /// `PodDeleted`, `PodGone`, `ContainerStopped`, `NodeNotReady`, `Unreachable`, `ServerDown`,
-    /// `EmptyAfterRestart`.
+    /// `PodDeleted`, `PodGone`, `PodFailed`, `ContainerStopped`, `NodeNotReady` (and no answer),
+    /// `Unreachable`, `ServerDown`, `EmptyAfterRestart`, `RestartedPrimary`, `LeaseLapsed`.
     pub reason: String,
     /// What was seen, in a sentence.
     pub message: String,

@@ -138,7 +138,8 @@ impl InstanceClient {
         target: &Target,
         request: &wire::FailsafeRequest,
     ) -> Result<wire::FailsafePromise, ClientError> {
-        self.call(target, Method::POST, path::FAILSAFE, Some(request)).await
+        self.call(target, Method::POST, path::FAILSAFE, Some(request))
+            .await
     }
 
     /// `POST /v1/backups`: starts the backup, or reports it when one of that name exists (409 while

@@ -16,8 +16,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use cnredis_api::names::INSTANCE_API_PORT;
 use cnredis_api::RedisClusterStatus;
+use cnredis_api::names::INSTANCE_API_PORT;
 
 use crate::decide::ServerRole;
 use crate::info::ListedReplica;
@@ -57,7 +57,8 @@ pub fn members(
     let address_of = |pod: &str| addresses.iter().find(|(name, _)| name == pod).map(|(_, ip)| *ip);
     let mut members = Vec::new();
     for instance in status.instances_status.iter().filter(|i| i.name != me) {
-        let ip = address_of(&instance.name).ok_or_else(|| format!("{} has no known address", instance.name))?;
+        let ip =
+            address_of(&instance.name).ok_or_else(|| format!("{} has no known address", instance.name))?;
         members.push(Member {
             pod: instance.name.clone(),
             api: SocketAddr::new(ip, INSTANCE_API_PORT),
@@ -97,7 +98,11 @@ pub fn may_promise(
             status.current_primary.as_deref().unwrap_or("no")
         ));
     }
-    if status.target_primary.as_deref().is_some_and(|target| target != asker) {
+    if status
+        .target_primary
+        .as_deref()
+        .is_some_and(|target| target != asker)
+    {
         return Err(format!(
             "a switchover to {} is under way",
             status.target_primary.as_deref().unwrap_or_default()

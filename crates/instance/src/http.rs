@@ -177,7 +177,8 @@ async fn failsafe(
     Json(request): Json<wire::FailsafeRequest>,
 ) -> Response {
     let identity = &manager.identity;
-    let name = cnredis_pki::instance_server_name(&request.primary, &identity.cluster_name, &identity.namespace);
+    let name =
+        cnredis_pki::instance_server_name(&request.primary, &identity.cluster_name, &identity.namespace);
     match caller.as_ref() {
         Caller::Instance(cert) if cert.is_issued_to(&name) => {}
         Caller::Instance(_) => {

@@ -405,7 +405,10 @@ mod tests {
         );
         assert_eq!(clock.watchdog_step(start + 16 * SECOND), WatchdogStep::Fence);
         clock.renewed(start + 17 * SECOND);
-        assert!(!clock.by_promises, "a renewal through the API server ends the failsafe");
+        assert!(
+            !clock.by_promises,
+            "a renewal through the API server ends the failsafe"
+        );
     }
 
     #[test]

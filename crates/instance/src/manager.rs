@@ -14,8 +14,8 @@ use cnredis_instance_client::wire;
 use tokio::sync::{Mutex, watch};
 
 use crate::config::{self, ConfigInput, Engine};
-use crate::failsafe;
 use crate::decide::{self, Action, Desired, FenceReason, LeaseState, LinkHistory, Observed, ServerRole};
+use crate::failsafe;
 use crate::info::ServerInfo;
 use crate::lease::{LeaseClock, PrimaryLease, WatchdogStep};
 use crate::server::{ServerClient, ServerError};
@@ -79,7 +79,9 @@ pub enum ManagerError {
     Config(#[from] config::ConfigError),
     #[error("{what} did not happen within {within:?}")]
     Timeout { what: &'static str, within: Duration },
-    #[error("promotion held back for {0:?}: the old primary may still hold its lease by this pod's failsafe promise")]
+    #[error(
+        "promotion held back for {0:?}: the old primary may still hold its lease by this pod's failsafe promise"
+    )]
     PromotionHeld(Duration),
     #[error("no failsafe promise: {0}")]
     NoPromise(String),
@@ -314,7 +316,9 @@ impl Manager {
     /// status and a fresh look at its server allow it. The promise is recorded before the answer.
     pub async fn failsafe_promise(&self, asker: &str) -> Result<wire::FailsafePromise, ManagerError> {
         let Some(lease) = self.lease.as_ref().map(PrimaryLease::duration) else {
-            return Err(ManagerError::NoPromise("this instance runs without a lease".to_string()));
+            return Err(ManagerError::NoPromise(
+                "this instance runs without a lease".to_string(),
+            ));
         };
         let mut state = self.state.lock().await;
         let observed = self.observe(&mut state).await;

@@ -272,7 +272,11 @@ async fn start_server(manager: &Manager, reaper: &Reaper, binary: &Path) -> anyh
     {
         // Promoted later by the loop, once the hold is over.
         (role, fenced) = decide::boot_without_lease(&desired);
-        tracing::warn!(?left, ?role, "the old primary may still hold its lease by promises: not starting as primary");
+        tracing::warn!(
+            ?left,
+            ?role,
+            "the old primary may still hold its lease by promises: not starting as primary"
+        );
     }
     if role == BootRole::Primary
         && let Some(lease) = &manager.lease
@@ -414,7 +418,11 @@ async fn failsafe_round(manager: &Manager, api_tls: Option<&Path>) -> Result<Vec
     let info = server.info().await.map_err(|e| format!("the server: {e}"))?;
     let connected = crate::info::parse(&info).replicas;
     let members = failsafe::members(&identity.pod_name, &status, &addresses, &connected)?;
-    let lease = manager.lease.as_ref().map(PrimaryLease::duration).unwrap_or_default();
+    let lease = manager
+        .lease
+        .as_ref()
+        .map(PrimaryLease::duration)
+        .unwrap_or_default();
     let request = cnredis_instance_client::wire::FailsafeRequest {
         primary: identity.pod_name.clone(),
     };
@@ -434,7 +442,11 @@ async fn failsafe_round(manager: &Manager, api_tls: Option<&Path>) -> Result<Vec
                 }
                 Ok(Ok(promise)) => Err(format!("{}: a promise of {} ms", member.pod, promise.hold_millis)),
                 Ok(Err(error)) => Err(format!("{}: {error}", member.pod)),
-                Err(_) => Err(format!("{}: no answer within {:?}", member.pod, failsafe::CALL_TIMEOUT)),
+                Err(_) => Err(format!(
+                    "{}: no answer within {:?}",
+                    member.pod,
+                    failsafe::CALL_TIMEOUT
+                )),
             }
         }
     }))

@@ -23,6 +23,20 @@ pub struct PrimaryFacts {
     pub node_not_ready: bool,
     /// The instance API's answer, `None` when it did not answer in time.
     pub report: Option<InstanceReport>,
+    /// How long ago this operator first saw the current version of the primary Lease, when the primary
+    /// holds it (`None` otherwise): a primary renews it every third of its duration.
+    pub lease_renewed_ago: Option<Duration>,
+    /// The primary Lease's duration.
+    pub lease_duration: Duration,
+}
+
+impl PrimaryFacts {
+    /// The primary renewed its Lease within a renewal period (a third of its duration) and a second: its
+    /// instance manager runs, its server answers it as primary, and it reaches the API server.
+    pub fn renews_its_lease(&self) -> bool {
+        self.lease_renewed_ago
+            .is_some_and(|ago| ago <= self.lease_duration / 3 + Duration::from_secs(1))
+    }
 }
 
 /// Why the primary is failing; serialized into `status.primaryFailing.reason` and Events.
@@ -42,6 +56,9 @@ pub enum Failure {
     /// The primary's server restarted (crash, container or pod restart): it waits isolated, since its
     /// dataset may be behind the replicas'.
     RestartedPrimary,
+    /// The primary answers, but refuses writes because its lease ran out: it could neither renew it
+    /// through the API server nor hold it by the promises of every other instance.
+    LeaseLapsed,
 }
 
 impl Failure {
@@ -56,6 +73,7 @@ impl Failure {
             Self::ServerDown => "ServerDown",
             Self::EmptyAfterRestart => "EmptyAfterRestart",
             Self::RestartedPrimary => "RestartedPrimary",
+            Self::LeaseLapsed => "LeaseLapsed",
         }
     }
 
@@ -84,6 +102,7 @@ impl Failure {
             Self::ServerDown,
             Self::EmptyAfterRestart,
             Self::RestartedPrimary,
+            Self::LeaseLapsed,
         ]
         .into_iter()
         .find(|f| f.as_str() == text)
@@ -103,16 +122,18 @@ pub fn primary_failure(pod: &str, facts: &PrimaryFacts) -> Option<(Failure, Stri
     if facts.pod_failed {
         return failure(Failure::PodFailed, format!("pod {pod} has failed"));
     }
-    if facts.node_not_ready {
-        return failure(Failure::NodeNotReady, format!("the node of {pod} is not ready"));
-    }
     if facts.containers_stopped {
         return failure(
             Failure::ContainerStopped,
             format!("the containers of {pod} have stopped"),
         );
     }
+    // A NotReady node whose primary answers is a fault of the control plane (the kubelet, or its link
+    // to the API server), not of the database: it keeps serving.
     match &facts.report {
+        None if facts.node_not_ready => {
+            failure(Failure::NodeNotReady, format!("the node of {pod} is not ready"))
+        }
         None => failure(
             Failure::Unreachable,
             format!("the instance API of {pod} does not answer"),
@@ -128,6 +149,10 @@ pub fn primary_failure(pod: &str, facts: &PrimaryFacts) -> Option<(Failure, Stri
         Some(report) if !report.answered => failure(
             Failure::ServerDown,
             format!("the server of {pod} does not answer"),
+        ),
+        Some(report) if report.fence_reasons.iter().any(|r| r == "leaseExpired") => failure(
+            Failure::LeaseLapsed,
+            format!("{pod} refuses writes: its primary lease ran out"),
         ),
         Some(_) => None,
     }
@@ -196,6 +221,21 @@ pub fn detect(
         Detection::FailOver(failing)
     } else {
         Detection::Failing(failing)
+    }
+}
+
+/// Holds back a failover from a primary that is only unreachable from this operator while it renews its
+/// Lease: its manager runs and its server answers it as primary, and its clients and replicas most likely
+/// reach it as well. The operator's own view of it is not worth a failover; the failure stays
+/// remembered, and fails over at the first poll that finds the renewals stopped.
+pub fn hold_back(detection: Detection, facts: &PrimaryFacts) -> Detection {
+    match detection {
+        Detection::FailOver(failing)
+            if failing.failure == Failure::Unreachable && facts.renews_its_lease() =>
+        {
+            Detection::Failing(failing)
+        }
+        other => other,
     }
 }
 

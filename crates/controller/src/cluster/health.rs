@@ -143,7 +143,15 @@ async fn watch_lease(ctx: Arc<Context>, namespace: String, name: String) {
 /// Lease, on its monotonic clock. Only ever errs late: a version is timed from its first sighting, by
 /// the watch or by a read, whichever comes first, and any new version starts the count again.
 #[derive(Default)]
-pub struct LeaseSightings(std::sync::Mutex<BTreeMap<ClusterKey, (String, std::time::Instant)>>);
+pub struct LeaseSightings(std::sync::Mutex<BTreeMap<ClusterKey, Sighting>>);
+
+/// The first sighting of one version of a primary Lease.
+struct Sighting {
+    version: String,
+    holder: Option<String>,
+    duration: Duration,
+    at: std::time::Instant,
+}
 
 impl LeaseSightings {
     /// Notes a sighting of `lease`; returns how long its version has been seen unchanged (`None` for a
@@ -152,11 +160,31 @@ impl LeaseSightings {
         let version = lease.resource_version()?;
         let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match seen.get(cluster) {
-            Some((known, since)) if *known == version => Some(since.elapsed()),
+            Some(known) if known.version == version => Some(known.at.elapsed()),
             _ => {
-                seen.insert(cluster.clone(), (version, std::time::Instant::now()));
+                let spec = lease.spec.clone().unwrap_or_default();
+                let sighting = Sighting {
+                    version,
+                    holder: spec.holder_identity,
+                    duration: Duration::from_secs(spec.lease_duration_seconds.unwrap_or(15).max(0) as u64),
+                    at: std::time::Instant::now(),
+                };
+                seen.insert(cluster.clone(), sighting);
                 Some(Duration::ZERO)
             }
+        }
+    }
+
+    /// How long ago the current version of the Lease was first seen, if `holder` holds it, and its
+    /// duration.
+    pub fn renewed_by(&self, cluster: &ClusterKey, holder: &str) -> (Option<Duration>, Duration) {
+        let seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get(cluster) {
+            Some(known) => (
+                (known.holder.as_deref() == Some(holder)).then(|| known.at.elapsed()),
+                known.duration,
+            ),
+            None => (None, Duration::ZERO),
         }
     }
 
@@ -207,7 +235,10 @@ async fn tick(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<Duration, He
     let delay = Duration::from_secs(cluster.spec.failover.delay_seconds.max(1) as u64);
     let seen = failover::primary_failure(&primary, &facts);
     let now = Timestamp::now();
-    let detection = failover::detect(previous.as_ref(), &primary, seen, now, delay);
+    let detection = failover::hold_back(
+        failover::detect(previous.as_ref(), &primary, seen, now, delay),
+        &facts,
+    );
     let next = failover::next_poll(&detection, now, delay, PERIOD, MIN_PERIOD);
     match detection {
         Detection::Healthy => {
@@ -472,7 +503,11 @@ async fn primary_facts(
         return Ok(PrimaryFacts::default());
     };
     let (report, node_not_ready) = tokio::join!(report_of(ctx, cluster, pod), node_not_ready(ctx, pod));
+    let key = (cluster.namespace().unwrap_or_default(), cluster.name_any());
+    let (lease_renewed_ago, lease_duration) = ctx.lease_sightings.renewed_by(&key, primary);
     Ok(PrimaryFacts {
+        lease_renewed_ago,
+        lease_duration,
         pod_exists: true,
         terminating: pod.metadata.deletion_timestamp.is_some(),
         pod_failed: pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"),

@@ -45,8 +45,17 @@ fn the_primary_asks_every_other_instance_of_its_last_status() {
     let status = status("c-1", &["c-1", "c-2", "c-3"]);
     let known = addresses(&[("c-1", "10.0.0.1"), ("c-2", "10.0.0.2"), ("c-3", "10.0.0.3")]);
     let members = members("c-1", &status, &known, &[connected("10.0.0.2")]).unwrap();
-    let pods: Vec<_> = members.iter().map(|m| (m.pod.as_str(), m.api.to_string())).collect();
-    assert_eq!(pods, [("c-2", "10.0.0.2:8000".to_string()), ("c-3", "10.0.0.3:8000".to_string())]);
+    let pods: Vec<_> = members
+        .iter()
+        .map(|m| (m.pod.as_str(), m.api.to_string()))
+        .collect();
+    assert_eq!(
+        pods,
+        [
+            ("c-2", "10.0.0.2:8000".to_string()),
+            ("c-3", "10.0.0.3:8000".to_string())
+        ]
+    );
 }
 
 #[test]
@@ -67,7 +76,10 @@ fn no_hold_by_promises_when_a_member_cannot_be_asked() {
 #[test]
 fn a_single_instance_primary_needs_no_promise() {
     let status = status("c-1", &["c-1"]);
-    assert_eq!(members("c-1", &status, &addresses(&[("c-1", "10.0.0.1")]), &[]), Ok(vec![]));
+    assert_eq!(
+        members("c-1", &status, &addresses(&[("c-1", "10.0.0.1")]), &[]),
+        Ok(vec![])
+    );
 }
 
 #[test]
@@ -78,10 +90,30 @@ fn a_replica_promises_only_to_the_primary_it_follows_with_no_change_under_way() 
     assert_eq!(may_promise("c-2", "c-1", &healthy, Some(primary), &up), Ok(()));
 
     let cases: Vec<(&str, RedisClusterStatus, ServerRole, &str)> = vec![
-        ("asked by another pod", status("c-3", &["c-1", "c-2", "c-3"]), up.clone(), "names c-3"),
-        ("link down", healthy.clone(), following(primary, false), "does not follow"),
-        ("follows another address", healthy.clone(), following("10.0.0.3:6379", true), "does not follow"),
-        ("is a primary itself", healthy.clone(), ServerRole::Primary, "does not follow"),
+        (
+            "asked by another pod",
+            status("c-3", &["c-1", "c-2", "c-3"]),
+            up.clone(),
+            "names c-3",
+        ),
+        (
+            "link down",
+            healthy.clone(),
+            following(primary, false),
+            "does not follow",
+        ),
+        (
+            "follows another address",
+            healthy.clone(),
+            following("10.0.0.3:6379", true),
+            "does not follow",
+        ),
+        (
+            "is a primary itself",
+            healthy.clone(),
+            ServerRole::Primary,
+            "does not follow",
+        ),
         (
             "a switchover is under way",
             {
@@ -141,20 +173,31 @@ fn without_a_promise_only_an_unproven_fence_waits_for_the_managers_start() {
         promised: None,
         lease: 6 * SECOND,
     };
-    assert_eq!(guard.hold(start + SECOND, false), None, "switchovers and acknowledged fences");
+    assert_eq!(
+        guard.hold(start + SECOND, false),
+        None,
+        "switchovers and acknowledged fences"
+    );
     assert_eq!(guard.hold(start + SECOND, true), Some(6 * SECOND));
     assert_eq!(guard.hold(start + 7 * SECOND, true), None);
     let old = PromotionGuard {
         started: start - 60 * SECOND,
         ..guard
     };
-    assert_eq!(old.hold(start, true), None, "a manager up for long promised nothing it forgot");
+    assert_eq!(
+        old.hold(start, true),
+        None,
+        "a manager up for long promised nothing it forgot"
+    );
 }
 
 #[test]
 fn only_an_acknowledged_fence_is_proven() {
     let mut status = status("c-1", &["c-1", "c-2"]);
-    assert!(!unproven_fence(&status), "no failover: a switchover or the first primary");
+    assert!(
+        !unproven_fence(&status),
+        "no failover: a switchover or the first primary"
+    );
     for (proof, unproven) in [
         (None, true),
         (Some("LeaseExpired"), true),

@@ -60,6 +60,17 @@ fn primary_failures_are_named_most_telling_first() {
         ),
         (
             PrimaryFacts {
+                report: Some(InstanceReport {
+                    fenced: true,
+                    fence_reasons: vec!["leaseExpired".to_string()],
+                    ..report(Role::Primary)
+                }),
+                ..serving()
+            },
+            Failure::LeaseLapsed,
+        ),
+        (
+            PrimaryFacts {
                 containers_stopped: true,
                 report: None,
                 ..serving()
@@ -110,6 +121,62 @@ fn primary_failures_are_named_most_telling_first() {
         let seen = primary_failure("c-1", &facts).map(|(f, _)| f);
         assert_eq!(seen, Some(expected), "{facts:?}");
     }
+}
+
+#[test]
+fn a_not_ready_node_whose_primary_answers_is_not_a_failure() {
+    let facts = PrimaryFacts {
+        node_not_ready: true,
+        ..serving()
+    };
+    assert_eq!(primary_failure("c-1", &facts), None);
+}
+
+#[test]
+fn an_unreachable_primary_that_renews_its_lease_is_not_failed_over() {
+    let failing = Failing {
+        pod: "c-1".to_string(),
+        since: at(0),
+        failure: Failure::Unreachable,
+        message: "no answer".to_string(),
+    };
+    let renewing = PrimaryFacts {
+        report: None,
+        lease_renewed_ago: Some(SECOND),
+        lease_duration: 6 * SECOND,
+        ..serving()
+    };
+    assert_eq!(
+        hold_back(Detection::FailOver(failing.clone()), &renewing),
+        Detection::Failing(failing.clone())
+    );
+    // Renewals stopped for longer than a period and a second: fail over.
+    let stopped = PrimaryFacts {
+        lease_renewed_ago: Some(3100 * Duration::from_millis(1)),
+        ..renewing.clone()
+    };
+    assert_eq!(
+        hold_back(Detection::FailOver(failing.clone()), &stopped),
+        Detection::FailOver(failing.clone())
+    );
+    // Another holder, or no sighting: fail over.
+    let not_held = PrimaryFacts {
+        lease_renewed_ago: None,
+        ..renewing.clone()
+    };
+    assert!(matches!(
+        hold_back(Detection::FailOver(failing.clone()), &not_held),
+        Detection::FailOver(_)
+    ));
+    // Only an unreachable primary is held back: a server down is seen by its own manager.
+    let down = Failing {
+        failure: Failure::ServerDown,
+        ..failing
+    };
+    assert!(matches!(
+        hold_back(Detection::FailOver(down), &renewing),
+        Detection::FailOver(_)
+    ));
 }
 
 fn unreachable() -> Option<(Failure, String)> {
