@@ -32,11 +32,17 @@ probe_loop() {
   pw=$(k get secret "$SECRET" -o jsonpath='{.data.password}' | base64 -d)
   while [[ ! -e $WORK/probe.stop ]]; do
     if ((SECONDS - refreshed >= 2)); then
-      refreshed=$SECONDS; names=(); netns=()
-      while read -r name uid; do
-        [[ -n $name ]] || continue
-        names+=("$name"); netns+=("cnr-$(echo "${uid//-/}" | cut -c1-12)")
-      done < <(k get pods -l "$PROBE_SELECTOR" -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid}{"\n"}{end}' 2>/dev/null)
+      # Bounded: while the API server is down the probe goes on with the pods it knew.
+      local listed
+      refreshed=$SECONDS
+      listed=$(k get pods -l "$PROBE_SELECTOR" --request-timeout=1s -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid}{"\n"}{end}' 2>/dev/null)
+      if [[ -n $listed ]]; then
+        names=(); netns=()
+        while read -r name uid; do
+          [[ -n $name ]] || continue
+          names+=("$name"); netns+=("cnr-$(echo "${uid//-/}" | cut -c1-12)")
+        done <<<"$listed"
+      fi
     fi
     local i writable="" out first=()
     for i in "${!names[@]}"; do first[i]=$(writable_now "${netns[$i]}"); done

@@ -13,16 +13,18 @@
 # Prints each scenario's client-observed write unavailability (longest gap between acknowledged writes)
 # and "N passed, N failed". SCENARIOS (space-separated) picks some of: delete-pod kill-server
 # kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover
-# switchover-kill-target (all by default); RUNS=N SEED=S draws
+# switchover-kill-target apiserver-down (all by default); RUNS=N SEED=S draws
 # N of them at random (`make chaos`). STOP_ON_FAILURE=1 stops after the first failing scenario, the
 # cluster left as it is.
-# Every scenario fails over: a killed server or instance manager restarts the primary from its files,
-# which may be behind the replicas, so it waits isolated for the failover (reason RestartedPrimary).
+# Every fault of a pod or node fails over: a killed server or instance manager restarts the primary from
+# its files, which may be behind the replicas, so it waits isolated for the failover (reason
+# RestartedPrimary). A fault of the control plane does not: with the API server down (apiserver-down) the
+# primary holds its lease by the failsafe promises of its replicas and keeps taking writes.
 set -uo pipefail
 E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=e2e/failover/common.sh
 source "$E2E/failover/common.sh"
-ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover switchover-kill-target"
+ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover switchover-kill-target apiserver-down"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 # RUNS=N [SEED=S]: N scenarios drawn at random (reproducibly for a given SEED) instead.
 if [[ -n ${RUNS:-} ]]; then
@@ -62,6 +64,10 @@ RESUME_GRACE_MS=${RESUME_GRACE_MS:-250}
 # development machine (docs/benchmarks.md), the rest margin for a loaded one. A switchover that fences
 # before its target is in sync takes 5.5-8.4 s when the target needs a full sync.
 SWITCHOVER_GAP_MS=${SWITCHOVER_GAP_MS:-5000}
+# The longest a client may go without an acknowledged write while the control plane is down (the goal of
+# docs/architecture.md, "Failsafe"), and how long the API server stays down.
+CONTROL_PLANE_GAP_MS=${CONTROL_PLANE_GAP_MS:-2000}
+APISERVER_DOWN_SECONDS=${APISERVER_DOWN_SECONDS:-30}
 # A probe line is written when its round ends: up to three calls of at most 0.5 s after it asked.
 PROBE_ROUND_MS=1500
 
@@ -69,7 +75,9 @@ offsets() { k get rcl "$C" -o jsonpath='{range .status.instancesStatus[*]}{.name
 
 echo "== failover suite: $SCENARIOS"
 "$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
-apply_cluster "$NS" "$C" rdb "failover: {delaySeconds: 2, primaryLeaseSeconds: ${LEASE_SECONDS:-6}}"
+# The failover settings a user gets (delaySeconds 3, primaryLeaseSeconds 6); FAILOVER_SPEC overrides
+# them, e.g. FAILOVER_SPEC='failover: {delaySeconds: 2}'.
+apply_cluster "$NS" "$C" rdb "${FAILOVER_SPEC:-}"
 wait_until "3 instances Ready" 240 cluster_ready || exit 1
 probe_loop & probe=$!
 
@@ -96,6 +104,7 @@ for scenario in $SCENARIOS; do
   writing() { (( $(acks "$w") >= 20 )) || { echo "acks: $(acks "$w"); $(k get pod "$w" -o jsonpath='{.status.phase}')"; return 1; }; }
   wait_until "writer acknowledged 20 writes" 60 writing || continue
   before_offsets=$(offsets)
+  before_failover=$(k get rcl "$C" -o jsonpath='{.status.lastFailover.completed}')
   fault_ms=$(date +%s%3N)
   expect_failover=yes
   case $scenario in
@@ -139,6 +148,16 @@ for scenario in $SCENARIOS; do
       [[ -n $pid ]] && kill -9 "$pid" && ok "$scenario: switchover to $target asked, its valkey-server ($pid) killed" \
         || fail "$scenario: no valkey-server process of $target"
       expect_failover=switchover ;;
+    apiserver-down)
+      # The whole control plane down: the API server paused (every call to it hangs, as when it or etcd
+      # is stuck) for APISERVER_DOWN_SECONDS, held as a fault for that long. Nothing may fail over.
+      apiserver=$(cat "$DIR/pids/kube-apiserver.pid")
+      kill -STOP "$apiserver" && ok "$scenario: kube-apiserver ($apiserver) paused for ${APISERVER_DOWN_SECONDS}s" \
+        || fail "$scenario: cannot pause kube-apiserver"
+      sleep "$APISERVER_DOWN_SECONDS"
+      kill -CONT "$apiserver"
+      echo "  kube-apiserver resumed; acknowledged writes so far: $(acks "$w")"
+      expect_failover=no ;;
     freeze-node)
       # A client connected to the primary has a write waiting in its socket when the node freezes
       # (stale-writes.py): how long does the server, once resumed, take writes before its watchdog fences it?
@@ -194,6 +213,9 @@ for scenario in $SCENARIOS; do
     fi
   elif [[ $expect_failover == no ]]; then
     [[ $new == "$old" ]] && ok "$scenario: no failover, $old kept its role and data" || fail "$scenario: failed over to $new"
+    last_failover=$(k get rcl "$C" -o jsonpath='{.status.lastFailover.completed}')
+    [[ $last_failover == "$before_failover" ]] && ok "$scenario: no failover started or completed (lastFailover: ${last_failover:-none})" \
+      || fail "$scenario: a failover completed at $last_failover ($(k get rcl "$C" -o jsonpath='{.status.lastFailover}'))"
   elif [[ $expect_failover == switchover ]]; then
     [[ $new == "$target" ]] && ok "$scenario: the switchover to $target completed" \
       || fail "$scenario: the primary is $new, not $target: $(k get events --field-selector "involvedObject.name=$C,reason=SwitchoverFailed" -o jsonpath='{.items[*].message}')"
@@ -218,6 +240,10 @@ for scenario in $SCENARIOS; do
     ((gap <= SWITCHOVER_GAP_MS)) && ok "$scenario: writes refused for at most ${SWITCHOVER_GAP_MS} ms at a stretch ($gap ms)" \
       || fail "$scenario: writes refused for $gap ms at a stretch (bound ${SWITCHOVER_GAP_MS} ms): $(k get events --field-selector "involvedObject.name=$C" -o jsonpath='{range .items[*]}{.reason}: {.message}{"\n"}{end}' | grep -i switchover | tail -4)"
   fi
+  if [[ $scenario == apiserver-down ]]; then
+    ((gap <= CONTROL_PLANE_GAP_MS)) && ok "$scenario: writes never stopped for more than ${CONTROL_PLANE_GAP_MS} ms ($gap ms)" \
+      || fail "$scenario: writes stopped for $gap ms at a stretch (bound ${CONTROL_PLANE_GAP_MS} ms)"
+  fi
   echo "timing: $scenario: two writable primaries for $(two_primaries_ms "$fault_ms") ms (probe-observed, a resumed primary's window included)"
   doubles=$(two_primaries "$fault_ms" "$grace_pod" "$grace_until")
   apart=""; [[ -n $grace_pod ]] && apart="; $grace_pod just after resuming measured apart"
@@ -230,7 +256,7 @@ done
 
 touch "$WORK/probe.stop"; wait "$probe"
 # The failover Events and metrics, when a scenario failed over (switchovers are not failovers).
-if tr ' ' '\n' <<<"$SCENARIOS" | grep -v '^$' | grep -qv '^switchover'; then
+if tr ' ' '\n' <<<"$SCENARIOS" | grep -v '^$' | grep -Eqv '^(switchover|apiserver-down)'; then
   events=$(k get events --field-selector "involvedObject.name=$C" -o jsonpath='{range .items[*]}{.reason} {end}')
   [[ $events == *FailoverStarted* && $events == *PrimaryFenced* && $events == *FailoverCompleted* ]] \
     && ok "events: $(tr ' ' '\n' <<<"$events" | sort | uniq -c | tr -s ' \n' ' ')" || fail "events: $events"

@@ -1,7 +1,9 @@
-//! The primary lease against a real API server (the local cluster, `make e2e-smoke` runs this with
-//! `CNREDIS_E2E_KUBECONFIG`): a primary cut off from the API server fences itself before its lease can
-//! expire for anyone else (while anonymous status requests keep its API busy), comes back by itself once
-//! it renews, and fences at once when the operator hands the lease to another pod.
+//! The primary lease against a real API server (the local cluster, `make e2e` runs this with
+//! `CNREDIS_E2E_KUBECONFIG`): a primary cut off from the API server that cannot hold its lease by the
+//! failsafe promises of every other instance (one of them has no address) fences itself before its lease
+//! can expire for anyone else (while anonymous status requests keep its API busy), comes back by itself
+//! once it renews, and fences at once when the operator hands the lease to another pod. A primary with no
+//! other instance to ask keeps taking writes while it is cut off (failsafe), and renews again after.
 //!
 //! The instance manager runs on the host with a kubeconfig pointing at a TCP relay to the API server; the
 //! test cuts the relay (every open connection and new ones) to cut the manager off.
@@ -87,11 +89,16 @@ async fn admin() -> (Client, Config, String) {
     (Client::try_from(config.clone()).unwrap(), config, path)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the local cluster: make e2e-smoke runs it with CNREDIS_E2E_KUBECONFIG"]
-async fn primary_fences_itself_when_it_cannot_renew_its_lease() {
+/// The local cluster's CRDs, a namespace and RedisCluster `c` whose status names c-1 primary and lists
+/// `instances`, and c-1's instance manager on the host, its API server reached through a [`Relay`];
+/// returns once c-1 holds the lease.
+async fn primary_behind_a_relay(instances: &[&str]) -> Setup {
     let (client, config, kubeconfig_path) = admin().await;
-    let namespace = format!("lease-{}", std::process::id());
+    let namespace = format!("lease-{}-{}", std::process::id(), instances.len());
+    let instances: Vec<_> = instances
+        .iter()
+        .map(|name| json!({"name": name, "role": "replica", "ready": false}))
+        .collect();
 
     // The CRDs, a namespace, and the RedisCluster with c-1 as primary.
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -142,7 +149,7 @@ async fn primary_fences_itself_when_it_cannot_renew_its_lease() {
         .patch_status(
             "c",
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"currentPrimary": "c-1", "targetPrimary": "c-1"}})),
+            &Patch::Merge(json!({"status": {"currentPrimary": "c-1", "targetPrimary": "c-1", "instancesStatus": instances}})),
         )
         .await
         .unwrap();
@@ -177,6 +184,34 @@ async fn primary_fences_itself_when_it_cannot_renew_its_lease() {
         lease.spec.unwrap().lease_duration_seconds,
         Some(LEASE_SECONDS as i32)
     );
+    Setup {
+        namespace,
+        relay,
+        h,
+        leases,
+        namespaces,
+    }
+}
+
+struct Setup {
+    namespace: String,
+    relay: Relay,
+    h: Harness,
+    leases: Api<Lease>,
+    namespaces: Api<Namespace>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local cluster: make e2e-smoke runs it with CNREDIS_E2E_KUBECONFIG"]
+async fn primary_fences_itself_when_it_cannot_renew_its_lease() {
+    // c-2 is listed but has no address: no failsafe hold is possible.
+    let Setup {
+        namespace,
+        relay,
+        h,
+        leases,
+        namespaces,
+    } = primary_behind_a_relay(&["c-1", "c-2"]).await;
     let mut writer = h.redis_open("c-1").await;
     redis::cmd("SET")
         .arg("k")
@@ -319,6 +354,68 @@ async fn primary_fences_itself_when_it_cannot_renew_its_lease() {
         handed_over.elapsed()
     );
 
+    drop(h);
+    namespaces.delete(&namespace, &Default::default()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local cluster: make e2e runs it with CNREDIS_E2E_KUBECONFIG"]
+async fn a_primary_with_no_other_instance_keeps_taking_writes_while_cut_off() {
+    let Setup {
+        namespace,
+        relay,
+        h,
+        leases: _,
+        namespaces,
+    } = primary_behind_a_relay(&["c-1"]).await;
+    relay.cut();
+    let cut_at = Instant::now();
+    eventually(
+        "c-1 holds its lease by failsafe",
+        Duration::from_secs(2 * LEASE_SECONDS),
+        || async {
+            let report = h.status("c-1").await.map_err(|e| e.to_string())?;
+            (report.lease == LeaseStatus::Failsafe)
+                .then_some(())
+                .ok_or(format!("lease {:?}", report.lease))
+        },
+    )
+    .await;
+    // Writes are acknowledged all along, for three lease durations after the cut.
+    let mut connection = h.redis_open("c-1").await;
+    let mut writes = 0;
+    while cut_at.elapsed() < Duration::from_secs(3 * LEASE_SECONDS) {
+        let written: Result<(), _> = redis::cmd("SET")
+            .arg("k")
+            .arg(writes)
+            .query_async(&mut connection)
+            .await;
+        assert!(
+            written.is_ok(),
+            "write {writes}, {:?} after the cut: {written:?}",
+            cut_at.elapsed()
+        );
+        writes += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let report = h.status("c-1").await.unwrap();
+    assert!(report.fence_reasons.is_empty(), "{:?}", report.fence_reasons);
+    eprintln!(
+        "{writes} writes acknowledged in the {:?} c-1 was cut off",
+        cut_at.elapsed()
+    );
+    relay.restore();
+    eventually(
+        "c-1 renews through the API server again",
+        Duration::from_secs(2 * LEASE_SECONDS),
+        || async {
+            let report = h.status("c-1").await.map_err(|e| e.to_string())?;
+            (report.lease == LeaseStatus::Held)
+                .then_some(())
+                .ok_or(format!("lease {:?}", report.lease))
+        },
+    )
+    .await;
     drop(h);
     namespaces.delete(&namespace, &Default::default()).await.unwrap();
 }

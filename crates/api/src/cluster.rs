@@ -544,16 +544,21 @@ pub struct FailoverSpec {
     pub max_stale_read_seconds: i32,
 }
 
+/// Long enough that a server busy for two seconds (a fork, `DEBUG SLEEP 2`) is never failed over, short
+/// enough that it never decides a partitioned primary's failover time: the 6 s lease does.
 fn default_failover_delay() -> i32 {
-    10
+    3
 }
 
 fn default_max_sync_lag() -> i32 {
     10
 }
 
+/// A lost or partitioned primary costs its clients about this long plus a second. A primary that cannot
+/// renew it through the API server holds it by the failsafe promises of its replicas, so a short lease
+/// does not turn an API server outage into a write outage.
 fn default_primary_lease() -> i32 {
-    15
+    6
 }
 
 fn default_max_stale_read() -> i32 {

@@ -19,8 +19,12 @@ pub const FENCED_MIN_REPLICAS: i64 = i32::MAX as i64;
 /// `min-replicas-max-lag` while fenced: the barrier only applies with a non-zero lag bound.
 const FENCED_MAX_LAG: i64 = 10;
 
-/// Every command is bounded so that a stuck server cannot stall the manager's loop or an API call.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Every command is bounded so that a stuck server cannot stall the manager's loop or an API call, but
+/// a server busy for a second or two (a fork of a large dataset, a slow command) is not taken for a dead
+/// one. Set on the connection itself: the client library's own default answers in 500 ms.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long connecting to the server's socket may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -77,7 +81,13 @@ impl ServerClient {
             .into_connection_info()?
             .set_redis_settings(settings);
         let client = redis::Client::open(info)?;
-        let connection = bounded(client.get_multiplexed_async_connection()).await?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT));
+        let connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(ServerError::from_redis)?;
         *slot = Some(connection.clone());
         Ok(connection)
     }
@@ -102,7 +112,10 @@ impl ServerClient {
         connection: &mut MultiplexedConnection,
         command: &redis::Cmd,
     ) -> Result<T, ServerError> {
-        let result = bounded(command.query_async(connection)).await;
+        let result = command
+            .query_async(connection)
+            .await
+            .map_err(ServerError::from_redis);
         if let Err(error) = &result
             && error.is_connection_error()
         {
@@ -202,6 +215,15 @@ impl ServerClient {
 }
 
 impl ServerError {
+    /// A timeout of the connection's own bound is [`Self::Timeout`].
+    fn from_redis(error: redis::RedisError) -> Self {
+        if error.is_timeout() {
+            Self::Timeout(COMMAND_TIMEOUT)
+        } else {
+            Self::Redis(error)
+        }
+    }
+
     /// Whether the connection should be re-established (as opposed to a command error from a healthy
     /// server).
     pub fn is_connection_error(&self) -> bool {
@@ -225,14 +247,5 @@ impl ServerError {
     /// The server is loading its dataset and refuses commands until done.
     pub fn is_loading(&self) -> bool {
         matches!(self, Self::Redis(error) if error.code() == Some("LOADING"))
-    }
-}
-
-async fn bounded<T>(
-    future: impl std::future::Future<Output = Result<T, redis::RedisError>>,
-) -> Result<T, ServerError> {
-    match tokio::time::timeout(COMMAND_TIMEOUT, future).await {
-        Ok(result) => result.map_err(ServerError::from),
-        Err(_) => Err(ServerError::Timeout(COMMAND_TIMEOUT)),
     }
 }

@@ -314,10 +314,6 @@ impl FenceProof {
     }
 }
 
-/// Margin for the clocks of the operator, the API server and the old primary's node to disagree: an
-/// unreachable primary's lease proves a fence only this long after it ran out by its stored renewal time.
-pub const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(2);
-
 /// Margin on a lease this operator has seen unchanged: a lease proves a fence once it has been seen
 /// unchanged for its duration plus this, as Kubernetes leader election judges a leader gone. No wall
 /// clock enters it: the holder sent its renewal before the operator saw it, and counts its hold from
@@ -350,28 +346,18 @@ pub fn fence_proof(old_primary: &str, facts: &FenceFacts, now: Timestamp) -> Res
 }
 
 /// How long until the lease in `facts` proves a fence (zero once it does, or for a lease never renewed);
-/// `None` without a lease. Either of two rules proves it: its last renewal plus its duration plus
-/// [`CLOCK_SKEW_MARGIN`] passed on the operator's wall clock, or this operator has seen it unchanged
-/// for its duration plus [`SIGHTING_MARGIN`] on its monotonic clock. The second needs no agreement of
-/// clocks and ends sooner whenever the operator watched the renewals; the first holds after an
-/// operator restart, when the lease ran out long ago.
-pub fn lease_proof_in(facts: &FenceFacts, now: Timestamp) -> Option<Duration> {
+/// `None` without a lease. Only this operator's monotonic clock decides: the lease proves the fence once
+/// the operator has seen its current version unchanged for its duration plus [`SIGHTING_MARGIN`]. No
+/// wall clock enters it, so no skew between the operator, the API server and the old primary's node
+/// can shorten the wait; after an operator restart the count starts at its first sighting (a failover
+/// then waits up to one lease longer).
+pub fn lease_proof_in(facts: &FenceFacts, _now: Timestamp) -> Option<Duration> {
     let lease = facts.lease.as_ref()?;
-    let Some(renewed) = lease.renewed else {
+    if lease.renewed.is_none() {
         return Some(Duration::ZERO);
-    };
-    let by_renewal_time = match renewed.checked_add(lease.duration + CLOCK_SKEW_MARGIN) {
-        Ok(valid_until) if now >= valid_until => Duration::ZERO,
-        Ok(valid_until) => valid_until.duration_since(now).unsigned_abs(),
-        Err(_) => Duration::MAX,
-    };
-    let by_sighting = lease.unchanged_for.map_or(Duration::MAX, |seen| {
-        lease
-            .duration
-            .saturating_add(SIGHTING_MARGIN)
-            .saturating_sub(seen)
-    });
-    Some(by_renewal_time.min(by_sighting))
+    }
+    let full = lease.duration.saturating_add(SIGHTING_MARGIN);
+    Some(lease.unchanged_for.map_or(full, |seen| full.saturating_sub(seen)))
 }
 
 /// One instance that might replace the primary.

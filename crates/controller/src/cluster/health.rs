@@ -657,6 +657,10 @@ async fn drive(
         .await?;
         return Ok(());
     };
+    // Again at every attempt: a handover that lost a race with a renewal is retried, never left undone.
+    if FenceProof::parse(&proof).is_some_and(FenceProof::allows_lease_handover) {
+        hand_over_lease(ctx, cluster, &from, &to).await?;
+    }
     // Labelled before its promotion, which the Service proxies then follow in parallel (see switchover);
     // then a stand-in that was not chosen leaves `-leader`.
     set_role(ctx, cluster, &to, Some(ROLE_PRIMARY)).await?;
@@ -947,30 +951,37 @@ pub async fn hand_over_lease(
 ) -> Result<(), kube::Error> {
     let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
     let name = primary_lease(&cluster.name_any());
-    let Some(mut lease) = api.get_opt(&name).await? else {
-        return Ok(());
-    };
-    let mut spec = lease.spec.clone().unwrap_or_default();
-    if spec
-        .holder_identity
-        .as_deref()
-        .is_some_and(|h| h != from && h != to)
-    {
-        return Ok(());
+    // A conflict is a renewal by the fenced old primary (its server, fenced, still reports primary)
+    // between the read and the write: read again and retry, so the promotion does not find the lease
+    // still held by it.
+    for _ in 0..HANDOVER_ATTEMPTS {
+        let Some(mut lease) = api.get_opt(&name).await? else {
+            return Ok(());
+        };
+        let mut spec = lease.spec.clone().unwrap_or_default();
+        match spec.holder_identity.as_deref() {
+            Some(holder) if holder == to => return Ok(()),
+            Some(holder) if holder != from => return Ok(()),
+            _ => {}
+        }
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(Timestamp::now());
+        spec.holder_identity = Some(to.to_string());
+        spec.renew_time = Some(now.clone());
+        spec.acquire_time = Some(now);
+        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+        lease.spec = Some(spec);
+        match api.replace(&name, &PostParams::default(), &lease).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(response)) if response.code == 409 => continue,
+            Err(error) => return Err(error),
+        }
     }
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(Timestamp::now());
-    spec.holder_identity = Some(to.to_string());
-    spec.renew_time = Some(now.clone());
-    spec.acquire_time = Some(now);
-    spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
-    lease.spec = Some(spec);
-    match api.replace(&name, &PostParams::default(), &lease).await {
-        Ok(_) => Ok(()),
-        // Changed since read: the promotion takes it if it may.
-        Err(kube::Error::Api(response)) if response.code == 409 => Ok(()),
-        Err(error) => Err(error),
-    }
+    tracing::warn!(cluster = %cluster.name_any(), %from, %to, "the primary lease kept changing during its handover; the next poll tries again");
+    Ok(())
 }
+
+/// Read-modify-write attempts of one lease handover.
+const HANDOVER_ATTEMPTS: usize = 3;
 
 /// Sets (or removes) a pod's role label at once.
 /// Whether `pod` carries the `cnredis.io/role` label `role`.

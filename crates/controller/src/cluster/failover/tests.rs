@@ -298,29 +298,64 @@ fn an_acknowledged_fence_or_a_gone_pod_is_proof_at_once() {
     assert_eq!(fence_proof("c-1", &gone, at(1)), Ok(FenceProof::PodGone));
 }
 
-#[test]
-fn a_live_lease_of_an_unreachable_primary_is_no_proof_until_it_ran_out_with_the_margin() {
-    let facts = FenceFacts {
-        lease: lease("c-1", 0),
+/// A lease renewed (by its stored time) at `renewed`, seen unchanged by the operator for `seen`.
+fn seen(holder: &str, renewed: i64, seen: Duration) -> FenceFacts {
+    FenceFacts {
+        lease: Some(LeaseFacts {
+            unchanged_for: Some(seen),
+            ..lease(holder, renewed).unwrap()
+        }),
         ..FenceFacts::default()
-    };
-    // 15 s lease + 2 s margin.
-    assert!(fence_proof("c-1", &facts, at(15)).is_err());
-    assert!(fence_proof("c-1", &facts, at(16)).is_err());
-    assert_eq!(fence_proof("c-1", &facts, at(17)), Ok(FenceProof::LeaseExpired));
+    }
 }
 
 #[test]
-fn the_wait_for_a_lease_proof_ends_when_the_proof_holds() {
-    let facts = FenceFacts {
-        lease: lease("c-1", 0),
+fn a_live_lease_of_an_unreachable_primary_is_no_proof_until_seen_unchanged_for_its_duration_and_the_margin() {
+    let margin = SIGHTING_MARGIN;
+    assert!(fence_proof("c-1", &seen("c-1", 0, 15 * SECOND), at(100)).is_err());
+    assert_eq!(
+        fence_proof("c-1", &seen("c-1", 0, 15 * SECOND + margin), at(15)),
+        Ok(FenceProof::LeaseExpired)
+    );
+    assert_eq!(
+        lease_proof_in(&seen("c-1", 0, 12 * SECOND), at(12)),
+        Some(3 * SECOND + margin)
+    );
+    assert_eq!(
+        lease_proof_in(&seen("c-1", 0, 20 * SECOND), at(12)),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(lease_proof_in(&FenceFacts::default(), at(30)), None);
+}
+
+#[test]
+fn no_wall_clock_shortens_the_wait_for_a_lease_proof() {
+    // The stored renewal time is long past on the operator's clock (a holder whose clock runs behind, or
+    // an operator that just restarted): only the sighting counts.
+    let just_seen = seen("c-1", -3600, Duration::ZERO);
+    assert_eq!(
+        lease_proof_in(&just_seen, at(0)),
+        Some(15 * SECOND + SIGHTING_MARGIN)
+    );
+    assert!(fence_proof("c-1", &just_seen, at(0)).is_err());
+    // A lease with no sighting at all is waited for in full.
+    let unseen = FenceFacts {
+        lease: lease("c-1", -3600),
         ..FenceFacts::default()
     };
-    assert_eq!(lease_proof_in(&facts, at(12)), Some(5 * SECOND));
-    assert_eq!(lease_proof_in(&facts, at(17)), Some(Duration::ZERO));
-    assert_eq!(lease_proof_in(&facts, at(30)), Some(Duration::ZERO));
-    assert_eq!(lease_proof_in(&FenceFacts::default(), at(30)), None);
-    // A lease never renewed proves nothing is held; one whose expiry cannot be computed is waited for.
+    assert_eq!(
+        lease_proof_in(&unseen, at(0)),
+        Some(15 * SECOND + SIGHTING_MARGIN)
+    );
+    // And a holder whose clock runs ahead (renewal stored in the future) does not lengthen it.
+    assert_eq!(
+        fence_proof("c-1", &seen("c-1", 60, 15 * SECOND + SIGHTING_MARGIN), at(0)),
+        Ok(FenceProof::LeaseExpired)
+    );
+}
+
+#[test]
+fn a_lease_never_renewed_proves_nothing_is_held_and_one_of_no_end_is_waited_for() {
     let unrenewed = FenceFacts {
         lease: Some(LeaseFacts {
             renewed: None,
@@ -332,57 +367,21 @@ fn the_wait_for_a_lease_proof_ends_when_the_proof_holds() {
     let forever = FenceFacts {
         lease: Some(LeaseFacts {
             duration: Duration::MAX / 2,
+            unchanged_for: Some(3600 * SECOND),
             ..lease("c-1", 0).unwrap()
         }),
         ..FenceFacts::default()
     };
-    assert_eq!(lease_proof_in(&forever, at(0)), Some(Duration::MAX));
     assert!(fence_proof("c-1", &forever, at(1_000_000)).is_err());
 }
 
 #[test]
-fn a_lease_seen_unchanged_for_its_duration_and_the_margin_is_proof_whatever_the_clocks_say() {
-    let seen = |renewed: i64, unchanged_for: Duration| FenceFacts {
-        lease: Some(LeaseFacts {
-            unchanged_for: Some(unchanged_for),
-            ..lease("c-1", renewed).unwrap()
-        }),
-        ..FenceFacts::default()
-    };
-    let margin = SIGHTING_MARGIN;
-    // Seen since its renewal at 0: by the stored time it proves the fence at 17 s, by the sighting at
-    // 15.5 s.
-    let watched = seen(0, 15 * SECOND);
-    assert_eq!(lease_proof_in(&watched, at(15)), Some(margin));
-    assert!(fence_proof("c-1", &watched, at(15)).is_err());
+fn a_lease_held_by_another_pod_counts_from_its_last_sighting() {
+    assert!(fence_proof("c-1", &seen("c-2", 10, 10 * SECOND), at(20)).is_err());
     assert_eq!(
-        fence_proof("c-1", &seen(0, 15 * SECOND + margin), at(15)),
+        fence_proof("c-1", &seen("c-2", 10, 16 * SECOND), at(27)),
         Ok(FenceProof::LeaseExpired)
     );
-    // A holder whose clock runs a minute ahead stored a renewal time in the future: the stored time
-    // would keep the failover waiting a minute more, the sighting does not.
-    let ahead = seen(60, 15 * SECOND + margin);
-    assert_eq!(fence_proof("c-1", &ahead, at(15)), Ok(FenceProof::LeaseExpired));
-    // Seen for less than its duration, the sooner of the two rules counts.
-    let recent = seen(0, 14 * SECOND);
-    assert_eq!(lease_proof_in(&recent, at(14)), Some(SECOND + margin));
-    assert_eq!(lease_proof_in(&recent, at(16)), Some(SECOND));
-    // The stored time still proves a lease the operator first saw long after it ran out (a restart).
-    let after_restart = seen(0, Duration::ZERO);
-    assert_eq!(
-        fence_proof("c-1", &after_restart, at(17)),
-        Ok(FenceProof::LeaseExpired)
-    );
-}
-
-#[test]
-fn a_lease_held_by_another_pod_counts_from_its_last_renewal() {
-    let facts = FenceFacts {
-        lease: lease("c-2", 10),
-        ..FenceFacts::default()
-    };
-    assert!(fence_proof("c-1", &facts, at(20)).is_err());
-    assert_eq!(fence_proof("c-1", &facts, at(27)), Ok(FenceProof::LeaseExpired));
 }
 
 #[test]
