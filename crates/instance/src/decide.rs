@@ -83,6 +83,20 @@ pub struct Desired {
     pub primary_address: Option<String>,
     /// The operator confirmed, after this pod's lease expired, that it is still the primary.
     pub confirmed_primary: bool,
+    /// The operator asked this pod, named `targetPrimary`, to promote (`POST /v1/promote`). A pod named
+    /// target in a status nobody acts on any more (a switchover abandoned half-way) is not promoted by
+    /// that name alone: only the operator knows whether it is the most advanced replica.
+    pub promotion_requested: bool,
+}
+
+impl Desired {
+    /// This pod is to be primary: named `targetPrimary` and already current primary, or asked to
+    /// promote, or the first primary of a new cluster.
+    fn to_be_primary(&self) -> bool {
+        let me = Some(self.pod_name.as_str());
+        self.target_primary.as_deref() == me
+            && (!self.initialized || self.current_primary.as_deref() == me || self.promotion_requested)
+    }
 }
 
 /// Why a server must refuse writes; the first reason that holds is named in [`Action::Fence`].
@@ -136,7 +150,7 @@ enum IntendedRole {
 
 fn intended_role(observed: &Observed, desired: &Desired) -> IntendedRole {
     let me = Some(desired.pod_name.as_str());
-    if desired.target_primary.as_deref() == me {
+    if desired.to_be_primary() {
         return IntendedRole::Primary;
     }
     let current = desired.current_primary.as_deref();
@@ -273,7 +287,7 @@ pub const ISOLATED_PRIMARY: (&str, u16) = ("127.0.0.1", 1);
 pub fn boot_plan(desired: &Desired, dataset_on_disk: bool) -> (BootRole, bool) {
     let me = Some(desired.pod_name.as_str());
     let empty_guard = !dataset_on_disk && desired.cluster_has_data;
-    let role = if desired.target_primary.as_deref() == me {
+    let role = if desired.to_be_primary() {
         if is_primary_restart(desired) {
             BootRole::Isolated
         } else if empty_guard {

@@ -142,6 +142,9 @@ pub struct State {
     pub link: LinkHistory,
     /// When this demoted primary disconnects its clients again ([`CLIENT_SWEEPS`]).
     pub client_sweeps: Vec<Instant>,
+    /// The operator asked this pod to promote (`POST /v1/promote`) while the status names it target;
+    /// forgotten once it names another.
+    pub promotion_requested: bool,
 }
 
 /// A demoted primary disconnects its clients at the demotion and again after these delays. A switchover
@@ -222,6 +225,7 @@ impl Manager {
                 password,
                 link: LinkHistory::default(),
                 client_sweeps: Vec::new(),
+                promotion_requested: false,
             }),
         })
     }
@@ -264,6 +268,8 @@ impl Manager {
                 .and_then(|primary| view.addresses.get(primary))
                 .map(Address::to_string),
             confirmed_primary: self.lease_clock.borrow().confirmed,
+            promotion_requested: state.promotion_requested
+                && status.target_primary.as_deref() == Some(me.as_str()),
         };
         if let Some(address) = &state.demoted_to
             && desired.target_primary.as_deref() != Some(me)
@@ -379,6 +385,7 @@ impl Manager {
         let desired = self.desired(&view, state);
         if desired.target_primary.as_deref() != Some(self.identity.pod_name.as_str()) {
             state.restarted_primary = false;
+            state.promotion_requested = false;
         }
         let observed = Observed {
             restarted_primary: state.restarted_primary,
@@ -601,6 +608,7 @@ impl Manager {
                 target.as_deref().unwrap_or("not set")
             )));
         }
+        self.state.lock().await.promotion_requested = true;
         self.until(ROLE_CHANGE_DEADLINE, "promotion", |state| {
             if state.empty_after_restart {
                 return Some(Err(ManagerError::EmptyAfterRestart));

@@ -72,10 +72,18 @@ fn pod(name: &str) -> Desired {
         fence_requested: false,
         primary_address: Some(addr("c-1")),
         confirmed_primary: false,
+        promotion_requested: false,
     }
 }
 
 impl Desired {
+    /// The operator asked this pod to promote.
+    fn asked_to_promote(self) -> Self {
+        Self {
+            promotion_requested: true,
+            ..self
+        }
+    }
     /// Current and target primary both `pod` (a finished failover or switchover).
     fn primary_is(self, pod: &str) -> Self {
         self.current(pod).target(pod)
@@ -244,10 +252,22 @@ fn decisions_by_role_fence_lease_and_emptiness() {
         ),
         // Promotion and demotion.
         (
-            "the target replica is promoted",
+            "the target replica asked to promote is promoted",
+            replica_of("c-1"),
+            pod("c-2").target("c-2").asked_to_promote(),
+            vec![PromoteToPrimary],
+        ),
+        (
+            "a target replica nobody asked to promote keeps following the current primary",
             replica_of("c-1"),
             pod("c-2").target("c-2"),
-            vec![PromoteToPrimary],
+            vec![],
+        ),
+        (
+            "a stale target with no current primary known waits with writes refused",
+            replica_of("c-1"),
+            pod("c-2").no_primary().target("c-2"),
+            vec![fence(NoPrimaryKnown)],
         ),
         (
             "the target already primary is not promoted again",
@@ -288,7 +308,7 @@ fn decisions_by_role_fence_lease_and_emptiness() {
         (
             "a fenced target is promoted and stays fenced",
             replica_of("c-1").fenced(),
-            pod("c-2").target("c-2").fence_requested(),
+            pod("c-2").target("c-2").asked_to_promote().fence_requested(),
             vec![PromoteToPrimary],
         ),
         // Fence requests.
@@ -387,7 +407,7 @@ fn decisions_by_role_fence_lease_and_emptiness() {
         (
             "an empty target is not promoted",
             replica_of("c-1").empty(),
-            pod("c-2").target("c-2").with_data(),
+            pod("c-2").target("c-2").asked_to_promote().with_data(),
             vec![ReportEmptyAfterRestart, fence(EmptyAfterRestart)],
         ),
         (
@@ -972,10 +992,19 @@ fn boot_plan_starts_only_the_target_primary_as_primary_and_only_with_its_dataset
 }
 
 #[test]
+fn a_stale_target_nobody_asked_to_promote_boots_as_a_replica_of_the_current_primary() {
+    // Named target by a switchover nobody acts on any more: when the primary's lease lapses it must not
+    // take the lease and promote itself, maybe behind another replica that acknowledged writes.
+    let stale = pod("c-2").current("c-1").target("c-2");
+    assert_eq!(boot_plan(&stale, true), (BootRole::Replica { address: addr("c-1") }, false));
+    assert!(!decide(&replica_of("c-1"), &stale).contains(&Action::PromoteToPrimary));
+}
+
+#[test]
 fn a_switchover_target_that_restarts_before_it_holds_the_lease_follows_the_current_primary() {
     // The target of a switchover from c-1, restarted (its server killed) before the lease was handed to
     // it: boot_plan makes it primary, the lease is c-1's, so it replicates from c-1 to catch up.
-    let desired = pod("c-2").current("c-1").target("c-2");
+    let desired = pod("c-2").current("c-1").target("c-2").asked_to_promote();
     assert_eq!(boot_plan(&desired, true), (BootRole::Primary, false));
     assert_eq!(
         boot_without_lease(&desired),
