@@ -13,18 +13,22 @@
 # Prints each scenario's client-observed write unavailability (longest gap between acknowledged writes)
 # and "N passed, N failed". SCENARIOS (space-separated) picks some of: delete-pod kill-server
 # kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover
-# switchover-kill-target apiserver-down (all by default); RUNS=N SEED=S draws
+# switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary (all by
+# default); RUNS=N SEED=S draws
 # N of them at random (`make chaos`). STOP_ON_FAILURE=1 stops after the first failing scenario, the
 # cluster left as it is.
 # Every fault of a pod or node fails over: a killed server or instance manager restarts the primary from
 # its files, which may be behind the replicas, so it waits isolated for the failover (reason
-# RestartedPrimary). A fault of the control plane does not: with the API server down (apiserver-down) the
-# primary holds its lease by the failsafe promises of its replicas and keeps taking writes.
+# RestartedPrimary). A fault of the control plane does not: with the API server down (apiserver-down), or
+# only the primary cut from it (primary-cut-from-apiserver), the primary holds its lease by the failsafe
+# promises of its replicas and keeps taking writes; with only the operator cut from the primary
+# (operator-cut-from-primary) the operator sees it renew its lease and does not fail it over. Each such
+# fault is held CONTROL_PLANE_FAULT_SECONDS (30).
 set -uo pipefail
 E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=e2e/failover/common.sh
 source "$E2E/failover/common.sh"
-ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover switchover-kill-target apiserver-down"
+ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 # RUNS=N [SEED=S]: N scenarios drawn at random (reproducibly for a given SEED) instead.
 if [[ -n ${RUNS:-} ]]; then
@@ -67,7 +71,16 @@ SWITCHOVER_GAP_MS=${SWITCHOVER_GAP_MS:-5000}
 # The longest a client may go without an acknowledged write while the control plane is down (the goal of
 # docs/architecture.md, "Failsafe"), and how long the API server stays down.
 CONTROL_PLANE_GAP_MS=${CONTROL_PLANE_GAP_MS:-2000}
-APISERVER_DOWN_SECONDS=${APISERVER_DOWN_SECONDS:-30}
+CONTROL_PLANE_FAULT_SECONDS=${CONTROL_PLANE_FAULT_SECONDS:-30}
+
+# netns_rules add|del NETNS RULE...: iptables rules (each a quoted string) in a pod's network namespace.
+netns_rules() {
+  local action=$1 netns=$2 rule; shift 2
+  for rule in "$@"; do
+    # shellcheck disable=SC2086
+    ip netns exec "$netns" iptables "$( [[ $action == add ]] && echo -I || echo -D )" $rule || return 1
+  done
+}
 # A probe line is written when its round ends: up to three calls of at most 0.5 s after it asked.
 PROBE_ROUND_MS=1500
 
@@ -152,11 +165,34 @@ for scenario in $SCENARIOS; do
       # The whole control plane down: the API server paused (every call to it hangs, as when it or etcd
       # is stuck) for APISERVER_DOWN_SECONDS, held as a fault for that long. Nothing may fail over.
       apiserver=$(cat "$DIR/pids/kube-apiserver.pid")
-      kill -STOP "$apiserver" && ok "$scenario: kube-apiserver ($apiserver) paused for ${APISERVER_DOWN_SECONDS}s" \
+      kill -STOP "$apiserver" && ok "$scenario: kube-apiserver ($apiserver) paused for ${CONTROL_PLANE_FAULT_SECONDS}s" \
         || fail "$scenario: cannot pause kube-apiserver"
-      sleep "$APISERVER_DOWN_SECONDS"
+      sleep "$CONTROL_PLANE_FAULT_SECONDS"
       kill -CONT "$apiserver"
       echo "  kube-apiserver resumed; acknowledged writes so far: $(acks "$w")"
+      expect_failover=no ;;
+    primary-cut-from-apiserver)
+      # Only the primary loses the API server (its packets to it are dropped: the kubernetes Service on
+      # 443 and the server's own 6443); its replicas and clients still reach it.
+      netns=$(netns_of "$old")
+      rules=("OUTPUT -p tcp --dport 443 -j DROP" "OUTPUT -p tcp --dport 6443 -j DROP")
+      netns_rules add "$netns" "${rules[@]}" && ok "$scenario: $old cut from the API server for ${CONTROL_PLANE_FAULT_SECONDS}s" \
+        || fail "$scenario: cannot cut $old from the API server"
+      sleep "$CONTROL_PLANE_FAULT_SECONDS"
+      echo "  $old while cut off: $(curl -sk --max-time 2 "https://$(primary_ip):8000/v1/status" | grep -o '"lease":"[a-zA-Z]*"')"
+      netns_rules del "$netns" "${rules[@]}"
+      expect_failover=no ;;
+    operator-cut-from-primary)
+      # Only the operator loses the primary (every packet between them dropped in the primary's network
+      # namespace); the primary still reaches the API server, its replicas and its clients.
+      netns=$(netns_of "$old")
+      operator_ip=$("$KUBECTL" -n cnredis-system get pod -l app.kubernetes.io/name=cnredis -o jsonpath='{.items[0].status.podIP}')
+      rules=("INPUT -s $operator_ip -j DROP" "OUTPUT -d $operator_ip -j DROP")
+      netns_rules add "$netns" "${rules[@]}" && ok "$scenario: the operator ($operator_ip) cut from $old for ${CONTROL_PLANE_FAULT_SECONDS}s" \
+        || fail "$scenario: cannot cut the operator from $old"
+      sleep "$CONTROL_PLANE_FAULT_SECONDS"
+      echo "  while cut off: $(k get rcl "$C" -o jsonpath='{.status.phase}: {.status.phaseReason}; primaryFailing: {.status.primaryFailing.reason}')"
+      netns_rules del "$netns" "${rules[@]}"
       expect_failover=no ;;
     freeze-node)
       # A client connected to the primary has a write waiting in its socket when the node freezes
@@ -240,7 +276,7 @@ for scenario in $SCENARIOS; do
     ((gap <= SWITCHOVER_GAP_MS)) && ok "$scenario: writes refused for at most ${SWITCHOVER_GAP_MS} ms at a stretch ($gap ms)" \
       || fail "$scenario: writes refused for $gap ms at a stretch (bound ${SWITCHOVER_GAP_MS} ms): $(k get events --field-selector "involvedObject.name=$C" -o jsonpath='{range .items[*]}{.reason}: {.message}{"\n"}{end}' | grep -i switchover | tail -4)"
   fi
-  if [[ $scenario == apiserver-down ]]; then
+  if [[ $expect_failover == no ]]; then
     ((gap <= CONTROL_PLANE_GAP_MS)) && ok "$scenario: writes never stopped for more than ${CONTROL_PLANE_GAP_MS} ms ($gap ms)" \
       || fail "$scenario: writes stopped for $gap ms at a stretch (bound ${CONTROL_PLANE_GAP_MS} ms)"
   fi
@@ -256,7 +292,7 @@ done
 
 touch "$WORK/probe.stop"; wait "$probe"
 # The failover Events and metrics, when a scenario failed over (switchovers are not failovers).
-if tr ' ' '\n' <<<"$SCENARIOS" | grep -v '^$' | grep -Eqv '^(switchover|apiserver-down)'; then
+if tr ' ' '\n' <<<"$SCENARIOS" | grep -v '^$' | grep -Eqv '^(switchover|apiserver-down|primary-cut-from-apiserver|operator-cut-from-primary)'; then
   events=$(k get events --field-selector "involvedObject.name=$C" -o jsonpath='{range .items[*]}{.reason} {end}')
   [[ $events == *FailoverStarted* && $events == *PrimaryFenced* && $events == *FailoverCompleted* ]] \
     && ok "events: $(tr ' ' '\n' <<<"$events" | sort | uniq -c | tr -s ' \n' ' ')" || fail "events: $events"

@@ -129,13 +129,24 @@ pub async fn run(kube: &Kube, args: PromoteArgs<'_>) -> anyhow::Result<()> {
         .unwrap_or_default();
     let started = Timestamp::now();
     let clusters: Api<RedisCluster> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    clusters
-        .patch_status(
+    // A precondition on the version checked above: a concurrent request, or a failover the operator
+    // started meanwhile, makes this write fail instead of interleaving with it.
+    let patch = json!({
+        "metadata": {"resourceVersion": cluster.metadata.resource_version},
+        "status": {"targetPrimary": args.instance},
+    });
+    match clusters
+        .patch_status(args.cluster, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(response)) if response.code == 409 => anyhow::bail!(
+            "refusing to promote: {} changed while the request was checked (another switchover or a failover); look at `kubectl cnredis status {}` and try again",
             args.cluster,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"targetPrimary": args.instance}})),
-        )
-        .await?;
+            args.cluster
+        ),
+        Err(error) => return Err(error.into()),
+    }
     println!(
         "switchover of {} from {from} to {} requested",
         args.cluster, args.instance

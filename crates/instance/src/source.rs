@@ -49,7 +49,16 @@ pub enum SourceError {
     Parse { path: PathBuf, message: String },
     #[error("cannot read RedisCluster {name}: {source}")]
     Get { name: String, source: kube::Error },
+    #[error("cannot read RedisCluster {name}: no answer from the API server within {within:?}")]
+    Timeout {
+        name: String,
+        within: std::time::Duration,
+    },
 }
+
+/// How long a fresh read of the RedisCluster may take: a role change that rests on it fails rather than
+/// hang on an API server that does not answer.
+pub const FRESH_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where the view comes from.
 #[derive(Clone)]
@@ -112,13 +121,19 @@ impl ClusterWatch {
                 client,
                 namespace,
                 name,
-            } => Api::<RedisCluster>::namespaced(client.clone(), namespace)
-                .get(name)
-                .await
-                .map_err(|source| SourceError::Get {
-                    name: name.clone(),
-                    source,
-                })?,
+            } => {
+                let api = Api::<RedisCluster>::namespaced(client.clone(), namespace);
+                tokio::time::timeout(FRESH_READ_TIMEOUT, api.get(name))
+                    .await
+                    .map_err(|_| SourceError::Timeout {
+                        name: name.clone(),
+                        within: FRESH_READ_TIMEOUT,
+                    })?
+                    .map_err(|source| SourceError::Get {
+                        name: name.clone(),
+                        source,
+                    })?
+            }
             ClusterSource::File(path) => read_file(path)?.cluster,
         };
         Ok(Arc::new(ClusterView { cluster, addresses }))

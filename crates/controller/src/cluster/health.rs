@@ -43,6 +43,10 @@ const MIN_PERIOD: Duration = Duration::from_millis(100);
 const CALL_TIMEOUT: Duration = Duration::from_millis(900);
 /// How long a promotion may take.
 const PROMOTE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the read of the cluster at the start of a poll may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one poll may take, a failover step included (a promotion is bounded by `PROMOTE_TIMEOUT`).
+const TICK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Starts the health loop of `cluster` unless one runs.
 pub fn ensure_running(ctx: &Arc<Context>, cluster: &RedisCluster) {
@@ -76,16 +80,25 @@ async fn run(ctx: Arc<Context>, namespace: String, name: String) {
     loop {
         let started = tokio::time::Instant::now();
         let mut next = PERIOD;
-        match api.get_opt(&name).await {
-            Ok(Some(cluster)) if cluster.metadata.deletion_timestamp.is_none() => {
-                match tick(&ctx, &cluster).await {
-                    Ok(after) => next = after,
-                    Err(error) => tracing::warn!(%namespace, cluster = %name, %error, "health check"),
+        match tokio::time::timeout(READ_TIMEOUT, api.get_opt(&name)).await {
+            Ok(Ok(Some(cluster))) if cluster.metadata.deletion_timestamp.is_none() => {
+                // Bounded as a whole: a hung API server costs this cluster a poll and releases its
+                // `acting` lock; every failover step is recorded before it acts, so the next poll
+                // resumes where this one was cut.
+                match tokio::time::timeout(TICK_TIMEOUT, tick(&ctx, &cluster)).await {
+                    Ok(Ok(after)) => next = after,
+                    Ok(Err(error)) => tracing::warn!(%namespace, cluster = %name, %error, "health check"),
+                    Err(_) => {
+                        tracing::warn!(%namespace, cluster = %name, timeout = ?TICK_TIMEOUT, "health check did not finish in time")
+                    }
                 }
             }
-            Ok(_) => break,
-            Err(error) => {
+            Ok(Ok(_)) => break,
+            Ok(Err(error)) => {
                 tracing::warn!(%namespace, cluster = %name, %error, "health loop cannot read the cluster")
+            }
+            Err(_) => {
+                tracing::warn!(%namespace, cluster = %name, timeout = ?READ_TIMEOUT, "health loop cannot read the cluster: no answer")
             }
         }
         tokio::select! {

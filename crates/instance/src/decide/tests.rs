@@ -996,7 +996,10 @@ fn a_stale_target_nobody_asked_to_promote_boots_as_a_replica_of_the_current_prim
     // Named target by a switchover nobody acts on any more: when the primary's lease lapses it must not
     // take the lease and promote itself, maybe behind another replica that acknowledged writes.
     let stale = pod("c-2").current("c-1").target("c-2");
-    assert_eq!(boot_plan(&stale, true), (BootRole::Replica { address: addr("c-1") }, false));
+    assert_eq!(
+        boot_plan(&stale, true),
+        (BootRole::Replica { address: addr("c-1") }, false)
+    );
     assert!(!decide(&replica_of("c-1"), &stale).contains(&Action::PromoteToPrimary));
 }
 
