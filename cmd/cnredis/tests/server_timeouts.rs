@@ -24,8 +24,8 @@ impl Drop for Server {
     }
 }
 
-async fn start_server() -> Server {
-    let dir = std::env::temp_dir().join(format!("cnredis-timeouts-{}", std::process::id()));
+async fn start_server(name: &str) -> Server {
+    let dir = std::env::temp_dir().join(format!("cnredis-timeouts-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("server.sock");
     let child = Command::new(engine_dir("valkey-9.1").join("valkey-server"))
@@ -74,7 +74,7 @@ fn stall(socket: &std::path::Path, seconds: u64) -> tokio::task::JoinHandle<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_answers_after_a_second_is_not_taken_for_a_dead_one() {
-    let server = start_server().await;
+    let server = start_server("1s").await;
     let client = ServerClient::new(server.socket.clone(), None);
     client.info().await.unwrap();
     let stalled = stall(&server.socket, 1);
@@ -95,7 +95,7 @@ async fn a_server_that_answers_after_a_second_is_not_taken_for_a_dead_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_does_not_answer_for_six_seconds_times_out_at_five() {
-    let server = start_server().await;
+    let server = start_server("6s").await;
     let client = ServerClient::new(server.socket.clone(), None);
     client.info().await.unwrap();
     let stalled = stall(&server.socket, 6);
