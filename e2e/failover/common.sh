@@ -89,8 +89,12 @@ while :; do
   [ "${3:-}" = "$RUN" ] && break
 done
 find_primary
-missing=$(for i in $acked; do echo "GET w:$RUN:$i"; done | valkey-cli -h "$host" | grep -c '^$')
-echo "acknowledged=$(echo $acked | wc -w) missing=$missing"
+# Counted as found only when read back as the number written: a read that fails (refused, an error
+# reply) finds nothing, so it counts every acknowledged write missing rather than none.
+total=$(echo $acked | wc -w)
+found=$(for i in $acked; do echo "GET w:$RUN:$i"; done | valkey-cli -h "$host" 2>/dev/null | grep -cx '[0-9][0-9]*')
+missing=$((total - found))
+echo "acknowledged=$total missing=$missing"
 [ "$missing" -eq 0 ]
 SH
 )

@@ -13,8 +13,8 @@
 # Prints each scenario's client-observed write unavailability (longest gap between acknowledged writes)
 # and "N passed, N failed". SCENARIOS (space-separated) picks some of: delete-pod kill-server
 # kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover
-# switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary (all by
-# default); RUNS=N SEED=S draws
+# switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary
+# primary-cut-from-control-plane (all by default); RUNS=N SEED=S draws
 # N of them at random (`make chaos`). STOP_ON_FAILURE=1 stops after the first failing scenario, the
 # cluster left as it is.
 # Every fault of a pod or node fails over: a killed server or instance manager restarts the primary from
@@ -23,12 +23,15 @@
 # only the primary cut from it (primary-cut-from-apiserver), the primary holds its lease by the failsafe
 # promises of its replicas and keeps taking writes; with only the operator cut from the primary
 # (operator-cut-from-primary) the operator sees it renew its lease and does not fail it over. Each such
-# fault is held CONTROL_PLANE_FAULT_SECONDS (30).
+# fault is held CONTROL_PLANE_FAULT_SECONDS (30). A primary cut from the API server *and* the operator
+# but not from its replicas (primary-cut-from-control-plane) is failed over: its replicas stop promising
+# once the failover is recorded, and the one promoted waits out its last promise, so the primary's hold
+# by promises ends before it takes writes.
 set -uo pipefail
 E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=e2e/failover/common.sh
 source "$E2E/failover/common.sh"
-ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary"
+ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary primary-cut-from-control-plane"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 # RUNS=N [SEED=S]: N scenarios drawn at random (reproducibly for a given SEED) instead.
 if [[ -n ${RUNS:-} ]]; then
@@ -116,6 +119,10 @@ for scenario in $SCENARIOS; do
   start_writer "$w" "$writer_node"
   writing() { (( $(acks "$w") >= 20 )) || { echo "acks: $(acks "$w"); $(k get pod "$w" -o jsonpath='{.status.phase}')"; return 1; }; }
   wait_until "writer acknowledged 20 writes" 60 writing || continue
+  # The probe saw the old primary, and only it, take writes just before the fault: a probe that sees
+  # nothing would pass "never two writable primaries" blind.
+  seen_before() { awk -v now="$(date +%s%3N)" -v p="$old" '$1 >= now - 3000 && NF == 2 && $2 == p' "$WORK/probe.log" | grep -q . || { echo "last probe lines: $(tail -2 "$WORK/probe.log" | tr '\n' ';')"; return 1; }; }
+  wait_until "the probe sees $old alone writable" 15 seen_before || fail "$scenario: the probe never saw $old writable before the fault"
   before_offsets=$(offsets)
   before_failover=$(k get rcl "$C" -o jsonpath='{.status.lastFailover.completed}')
   fault_ms=$(date +%s%3N)
@@ -182,6 +189,12 @@ for scenario in $SCENARIOS; do
       echo "  $old while cut off: $(curl -sk --max-time 2 "https://$(primary_ip):8000/v1/status" | grep -o '"lease":"[a-zA-Z]*"')"
       netns_rules del "$netns" "${rules[@]}"
       expect_failover=no ;;
+    primary-cut-from-control-plane)
+      netns=$(netns_of "$old")
+      operator_ip=$("$KUBECTL" -n cnredis-system get pod -l app.kubernetes.io/name=cnredis -o jsonpath='{.items[0].status.podIP}')
+      rules=("OUTPUT -p tcp --dport 443 -j DROP" "OUTPUT -p tcp --dport 6443 -j DROP" "INPUT -s $operator_ip -j DROP" "OUTPUT -d $operator_ip -j DROP")
+      netns_rules add "$netns" "${rules[@]}" && ok "$scenario: $old cut from the API server and the operator ($operator_ip), not from its replicas" \
+        || fail "$scenario: cannot cut $old" ;;
     operator-cut-from-primary)
       # Only the operator loses the primary (every packet between them dropped in the primary's network
       # namespace); the primary still reaches the API server, its replicas and its clients.
@@ -217,6 +230,7 @@ for scenario in $SCENARIOS; do
   grace_pod="" grace_until=0
   case $scenario in
     cut-network) chaos "$node" restore-network "$NS" "$old" ;;
+    primary-cut-from-control-plane) netns_rules del "$netns" "${rules[@]}" ;;
     power-off-node) chaos "$node" start-node ;;
     freeze-node)
       chaos "$node" start-node
@@ -225,7 +239,7 @@ for scenario in $SCENARIOS; do
       result=$(tail -1 "$WORK/stale.log")
       window=$(sed -n 's/.*window_ms=\([0-9]*\).*/\1/p' <<<"$result")
       echo "timing: $scenario: the resumed primary took writes for ${window:-?} ms before its fence ($result)"
-      [[ -n $window && $result != *end=deadline* && $window -le $RESUME_GRACE_MS ]] \
+      [[ -n $window && $result =~ end=(NOREPLICAS|READONLY|closed) && $window -le $RESUME_GRACE_MS ]] \
         && ok "$scenario: the resumed $old refused writes within ${RESUME_GRACE_MS} ms" \
         || fail "$scenario: the resumed $old kept taking writes: $result" ;;
   esac

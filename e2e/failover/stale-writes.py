@@ -70,7 +70,9 @@ def main() -> int:
         pass
     window = 0 if first is None or last is None else round((last - first) * 1000)
     print(f"writable={writable} window_ms={window} end={end}", flush=True)
-    return 0
+    # Only a refusal or a closed connection measured the window; an AUTH failure or the deadline did not,
+    # and must not pass as a window of 0.
+    return 0 if end in ("NOREPLICAS", "READONLY", "closed") else 1
 
 
 if __name__ == "__main__":
