@@ -514,8 +514,9 @@ pub enum PrimaryUpdateMethod {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FailoverSpec {
-    /// Seconds the primary must be continuously unhealthy (API or server unreachable, pod gone, node
-    /// NotReady) before the operator fences it and promotes a replica.
+    /// Seconds the primary must be continuously unhealthy (API or server unreachable, containers stopped,
+    /// lease lapsed) before the operator fences it and promotes a replica. A pod deleted or gone, or a
+    /// restarted server, fails over at once.
     #[serde(default = "default_failover_delay")]
     #[schemars(range(min = 1, max = 3600))]
     pub delay_seconds: i32,
@@ -528,11 +529,11 @@ pub struct FailoverSpec {
     #[serde(default = "default_max_sync_lag")]
     #[schemars(range(min = 1, max = 3600))]
     pub max_sync_replica_lag_seconds: i32,
-    /// Duration of the primary lease: a primary that cannot renew it (its API server or network
-    /// unreachable) refuses writes by itself before it runs out, and an unreachable primary is proven
-    /// fenced once the operator has seen the lease unrenewed for this long plus 0.5 s (or, after an
-    /// operator restart, this long plus 2 s after its stored renewal time). It bounds the failover time
-    /// of a partitioned or frozen primary; shorter leases mean more renewals (one every third of it).
+    /// Duration of the primary lease: a primary that can neither renew it through the API server nor
+    /// hold it by the failsafe promises of every other instance refuses writes by itself before it runs
+    /// out, and an unreachable primary is proven fenced once the operator has seen the lease unrenewed
+    /// for this long plus 0.5 s on its own clock. It bounds the failover time of a partitioned or frozen
+    /// primary; shorter leases mean more renewals (one every third of it).
     #[serde(default = "default_primary_lease")]
     #[schemars(range(min = 5, max = 300))]
     pub primary_lease_seconds: i32,
