@@ -142,10 +142,15 @@ pub struct State {
     pub link: LinkHistory,
     /// When this demoted primary disconnects its clients again ([`CLIENT_SWEEPS`]).
     pub client_sweeps: Vec<Instant>,
-    /// The operator asked this pod to promote (`POST /v1/promote`) while the status names it target;
-    /// forgotten once it names another.
-    pub promotion_requested: bool,
+    /// When the operator last asked this pod to promote (`POST /v1/promote`). It counts while the status
+    /// names this pod target, for [`PROMOTION_REQUEST_VALIDITY`] (the operator asks again at every
+    /// attempt), and is forgotten once the status names it current primary. (Not forgotten on a view that
+    /// names another target: the watched view may lag the fresh read the request was checked against.)
+    pub promotion_requested: Option<Instant>,
 }
+
+/// How long a request to promote counts: longer than a failover or switchover takes to retry it.
+pub const PROMOTION_REQUEST_VALIDITY: Duration = Duration::from_secs(60);
 
 /// A demoted primary disconnects its clients at the demotion and again after these delays. A switchover
 /// labels its target before the old primary leaves `-leader`, and the Service proxies program a change at
@@ -225,7 +230,7 @@ impl Manager {
                 password,
                 link: LinkHistory::default(),
                 client_sweeps: Vec::new(),
-                promotion_requested: false,
+                promotion_requested: None,
             }),
         })
     }
@@ -268,7 +273,9 @@ impl Manager {
                 .and_then(|primary| view.addresses.get(primary))
                 .map(Address::to_string),
             confirmed_primary: self.lease_clock.borrow().confirmed,
-            promotion_requested: state.promotion_requested
+            promotion_requested: state
+                .promotion_requested
+                .is_some_and(|asked| asked.elapsed() < PROMOTION_REQUEST_VALIDITY)
                 && status.target_primary.as_deref() == Some(me.as_str()),
         };
         if let Some(address) = &state.demoted_to
@@ -385,7 +392,9 @@ impl Manager {
         let desired = self.desired(&view, state);
         if desired.target_primary.as_deref() != Some(self.identity.pod_name.as_str()) {
             state.restarted_primary = false;
-            state.promotion_requested = false;
+        }
+        if desired.current_primary.as_deref() == Some(self.identity.pod_name.as_str()) {
+            state.promotion_requested = None;
         }
         let observed = Observed {
             restarted_primary: state.restarted_primary,
@@ -608,7 +617,7 @@ impl Manager {
                 target.as_deref().unwrap_or("not set")
             )));
         }
-        self.state.lock().await.promotion_requested = true;
+        self.state.lock().await.promotion_requested = Some(Instant::now());
         self.until(ROLE_CHANGE_DEADLINE, "promotion", |state| {
             if state.empty_after_restart {
                 return Some(Err(ManagerError::EmptyAfterRestart));
