@@ -135,6 +135,13 @@ fn is_ready(instance: &Observed) -> bool {
         && instance.report.as_ref().is_some_and(|report| report.ready)
 }
 
+/// A role label value the operator sets, as the `'static` name `roles` holds.
+fn known_role(label: &str) -> Option<&'static str> {
+    [ROLE_PRIMARY, ROLE_REPLICA]
+        .into_iter()
+        .find(|role| *role == label)
+}
+
 fn role_of(instance: &Observed) -> Role {
     instance
         .report
@@ -250,7 +257,15 @@ pub fn plan(wanted: &Wanted, observed: &[Observed]) -> Plan {
     // Role labels: the primary only while it serves as one and is not fenced (so a fenced primary has no
     // `-leader` endpoint); replicas by what their instance manager reports. A switchover about to run
     // moves the primary's label itself, to its target first, so `-leader` is never empty on the way.
+    // An instance the operator cannot reach keeps the label it has: the operator learnt nothing about
+    // it, its clients may still reach it, and a failing primary is the health loop's to fail over.
     for instance in observed.iter().filter(|i| i.pod.is_some()) {
+        if instance.report.is_none() {
+            let kept = instance.pod.as_ref().and_then(|p| p.role_label.clone());
+            plan.roles
+                .insert(instance.name.clone(), kept.as_deref().and_then(known_role));
+            continue;
+        }
         let fenced = wanted.fenced.iter().any(|f| f == "*" || *f == instance.name)
             || instance.report.as_ref().is_some_and(|r| r.fenced);
         let role = match role_of(instance) {

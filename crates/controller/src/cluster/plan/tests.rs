@@ -290,12 +290,28 @@ fn a_fenced_primary_loses_its_role_label() {
 }
 
 #[test]
-fn a_pod_that_does_not_answer_has_no_role_label() {
+fn a_pod_the_operator_cannot_reach_keeps_its_role_label() {
+    // Unreachable from the operator only, its clients may still reach it: whether the primary serves is
+    // the health loop's question (which fails it over, label first, when it does not), and the
+    // endpoints follow each pod's own readiness probe.
     let mut observed = steady(&[1, 2]);
+    observed[0].report = None;
     observed[1].report = None;
     let plan = plan(&wanted(2), &observed);
-    assert_eq!(plan.roles["c-2"], None);
+    assert_eq!(plan.roles["c-1"].as_deref(), Some(ROLE_PRIMARY));
+    assert_eq!(plan.roles["c-2"].as_deref(), Some(ROLE_REPLICA));
     assert!(!plan.healthy);
+}
+
+#[test]
+fn a_pod_whose_server_does_not_answer_has_no_role_label() {
+    let mut observed = steady(&[1, 2]);
+    for instance in &mut observed {
+        instance.report.as_mut().unwrap().answered = false;
+    }
+    let plan = plan(&wanted(2), &observed);
+    assert_eq!(plan.roles["c-1"], None);
+    assert_eq!(plan.roles["c-2"], None);
 }
 
 #[test]
