@@ -158,7 +158,7 @@ async fn primary_behind_a_relay(instances: &[&str]) -> Setup {
     let upstream = config.cluster_url.authority().unwrap().to_string();
     let upstream = upstream.replace("10.245.0.1", "127.0.0.1");
     let relay = Relay::start(upstream.clone()).await;
-    let mut h = Harness::new("lease", "valkey-9.1", 1, "none");
+    let mut h = Harness::new(&format!("lease-{}", instances.len()), "valkey-9.1", 1, "none");
     let original = std::fs::read_to_string(&kubeconfig_path).unwrap();
     let relayed = original.replace(
         &config.cluster_url.to_string().trim_end_matches('/').to_string(),
