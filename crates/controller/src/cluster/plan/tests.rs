@@ -298,8 +298,8 @@ fn a_pod_the_operator_cannot_reach_keeps_its_role_label() {
     observed[0].report = None;
     observed[1].report = None;
     let plan = plan(&wanted(2), &observed);
-    assert_eq!(plan.roles["c-1"].as_deref(), Some(ROLE_PRIMARY));
-    assert_eq!(plan.roles["c-2"].as_deref(), Some(ROLE_REPLICA));
+    assert_eq!(plan.roles["c-1"], Some(ROLE_PRIMARY));
+    assert_eq!(plan.roles["c-2"], Some(ROLE_REPLICA));
     assert!(!plan.healthy);
 }
 
