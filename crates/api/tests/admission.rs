@@ -30,7 +30,8 @@ fn empty_spec_gets_the_documented_defaults() {
     assert_eq!(spec["memory"]["policy"], "noeviction");
     assert_eq!(spec["primaryUpdateStrategy"], "unsupervised");
     assert_eq!(spec["primaryUpdateMethod"], "switchover");
-    assert_eq!(spec["failover"]["delaySeconds"], 10);
+    assert_eq!(spec["failover"]["delaySeconds"], 3);
+    assert_eq!(spec["failover"]["primaryLeaseSeconds"], 6);
     assert_eq!(spec["pvcRetentionPolicy"], "Delete");
     assert_eq!(spec["stopDelaySeconds"], 30);
 }
