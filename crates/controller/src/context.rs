@@ -30,6 +30,8 @@ pub struct Context {
     pub lease_sightings: crate::cluster::health::LeaseSightings,
     /// The replicas moved to spread each cluster's instances again, and from which domain.
     pub recent_moves: crate::cluster::spread::RecentMoves,
+    /// The failsafe episode of each cluster's primary this process last told about in an Event.
+    pub failsafe_told: Mutex<BTreeMap<ClusterKey, cnredis_instance_client::wire::FailsafeEpisode>>,
     /// One lock per cluster, held by whoever changes its primary (a reconcile, a failover step), so
     /// that they never interleave.
     pub acting: Mutex<BTreeMap<ClusterKey, Arc<tokio::sync::Mutex<()>>>>,

@@ -2,8 +2,10 @@
 //! Only the holder reconciles; a leader that cannot renew before the lease runs out exits, so that two
 //! replicas never reconcile at once.
 //!
-//! Leadership counts from the moment the last successful renewal was *sent* (the `renewTime` it stores is
-//! never earlier), and ends [`EXPIRY_MARGIN`] before a standby may take the lease over. Every renewal is
+//! Leadership counts from the moment the last successful renewal was *sent*, and ends [`EXPIRY_MARGIN`]
+//! before a standby may take the lease over: a standby takes it once it has seen one version of it
+//! unchanged for its duration, on its own monotonic clock (the renewal was sent before it was seen), so
+//! no skew between the machines' clocks can give two leaders. Every renewal is
 //! bounded by a timeout well under what is left of that, and the end is kept by a thread of its own that
 //! exits the process when it passes, whether or not a renewal call is stuck.
 
@@ -17,7 +19,7 @@ use kube::{Api, Client};
 
 pub const LEASE_NAME: &str = "cnredis-operator-leader";
 const DURATION: Duration = Duration::from_secs(15);
-/// How long before a standby may take the lease over (`renewTime + DURATION` on its clock) the leader
+/// How long before a standby may take the lease over (one version seen unchanged for `DURATION`) the leader
 /// stops: covers the time the exit takes and clock drift.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(3);
 /// The time between renewals while they succeed.
@@ -85,8 +87,39 @@ impl Leadership {
     }
 }
 
-/// Tries once to take or renew the lease for `identity`; true when held.
-async fn try_hold(api: &Api<Lease>, identity: &str) -> Result<bool, kube::Error> {
+/// What a standby saw of the lease another replica holds: its version and when this replica first saw
+/// it, on its own monotonic clock. The holder's `renewTime` is another machine's clock: judged against
+/// this one, a skew above the margin would let a standby take a lease its holder still counts as
+/// its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sighting {
+    version: String,
+    since: Instant,
+}
+
+/// Whether the lease whose current version is `version` has run out for a standby at `now`: that version
+/// seen unchanged for `duration` (the holder sent its last renewal before it was first seen, and its
+/// leadership ended `EXPIRY_MARGIN` before that). A new version starts the count again.
+fn expired_by_sighting(seen: &mut Option<Sighting>, version: &str, now: Instant, duration: Duration) -> bool {
+    match seen {
+        Some(sighting) if sighting.version == version => now.duration_since(sighting.since) >= duration,
+        _ => {
+            *seen = Some(Sighting {
+                version: version.to_string(),
+                since: now,
+            });
+            false
+        }
+    }
+}
+
+/// Tries once to take or renew the lease for `identity`; true when held. `seen` is this replica's
+/// sighting of another holder's lease, kept between attempts.
+async fn try_hold(
+    api: &Api<Lease>,
+    identity: &str,
+    seen: &mut Option<Sighting>,
+) -> Result<bool, kube::Error> {
     let now = jiff::Timestamp::now();
     let spec = |acquired: jiff::Timestamp, transitions: i32| LeaseSpec {
         holder_identity: Some(identity.to_string()),
@@ -116,12 +149,12 @@ async fn try_hold(api: &Api<Lease>, identity: &str) -> Result<bool, kube::Error>
     let next = if holder == identity {
         spec(current.acquire_time.map(|t| t.0).unwrap_or(now), transitions)
     } else {
-        let expired = current.renew_time.is_none_or(|renewed| {
-            let duration = current
-                .lease_duration_seconds
-                .unwrap_or(DURATION.as_secs() as i32);
-            now.duration_since(renewed.0).as_secs() > i64::from(duration)
-        });
+        let duration = current
+            .lease_duration_seconds
+            .map_or(DURATION, |seconds| Duration::from_secs(seconds.max(0) as u64));
+        let version = lease.metadata.resource_version.clone().unwrap_or_default();
+        let expired =
+            current.renew_time.is_none() || expired_by_sighting(seen, &version, Instant::now(), duration);
         if !holder.is_empty() && !expired {
             return Ok(false);
         }
@@ -140,9 +173,10 @@ async fn try_hold(api: &Api<Lease>, identity: &str) -> Result<bool, kube::Error>
 pub async fn lead(client: Client, namespace: &str, identity: String) {
     let api: Api<Lease> = Api::namespaced(client, namespace);
     let mut waiting_logged = false;
+    let mut seen = None;
     let acquired = loop {
         let sent = Instant::now();
-        match tokio::time::timeout(CALL_TIMEOUT, try_hold(&api, &identity)).await {
+        match tokio::time::timeout(CALL_TIMEOUT, try_hold(&api, &identity, &mut seen)).await {
             Ok(Ok(true)) => break sent,
             Ok(Ok(false)) if !waiting_logged => {
                 tracing::info!(lease = LEASE_NAME, "another operator replica leads; standing by");
@@ -178,7 +212,7 @@ pub async fn lead(client: Client, namespace: &str, identity: String) {
                 continue;
             };
             delay = RETRY;
-            match tokio::time::timeout(timeout, try_hold(&api, &identity)).await {
+            match tokio::time::timeout(timeout, try_hold(&api, &identity, &mut None)).await {
                 Ok(Ok(true)) => {
                     leadership.renewed(sent);
                     delay = RENEW_EVERY;
@@ -264,6 +298,42 @@ mod tests {
         let first = sent + RENEW_EVERY;
         let retry = first + renewal_timeout(first, ends).unwrap() + RETRY;
         assert!(renewal_timeout(retry, ends).is_some(), "a retry is still sent");
+    }
+
+    #[test]
+    fn a_standby_judges_the_lease_by_its_own_clock_whatever_the_holders_renew_time_says() {
+        // The holder's clock runs a minute behind: its renewTime looks a minute old at once. A standby
+        // takes the lease only once it has seen one version unchanged for the whole duration.
+        let start = Instant::now();
+        let mut seen = None;
+        assert!(!expired_by_sighting(&mut seen, "7", start, DURATION));
+        assert!(!expired_by_sighting(
+            &mut seen,
+            "7",
+            start + DURATION - MILLI,
+            DURATION
+        ));
+        assert!(expired_by_sighting(&mut seen, "7", start + DURATION, DURATION));
+    }
+
+    #[test]
+    fn a_renewal_seen_by_a_standby_starts_its_count_again() {
+        let start = Instant::now();
+        let mut seen = None;
+        assert!(!expired_by_sighting(&mut seen, "7", start, DURATION));
+        assert!(!expired_by_sighting(
+            &mut seen,
+            "8",
+            start + 10 * SECOND,
+            DURATION
+        ));
+        assert!(!expired_by_sighting(
+            &mut seen,
+            "8",
+            start + 20 * SECOND,
+            DURATION
+        ));
+        assert!(expired_by_sighting(&mut seen, "8", start + 25 * SECOND, DURATION));
     }
 
     #[test]

@@ -107,6 +107,7 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
         health_loops: Default::default(),
         lease_sightings: Default::default(),
         recent_moves: Default::default(),
+        failsafe_told: Default::default(),
         acting: Default::default(),
     });
 

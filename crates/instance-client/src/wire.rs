@@ -104,6 +104,23 @@ pub struct InstanceReport {
     /// (it is tried again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreReport>,
+    /// The latest time this pod, as primary, held its lease by failsafe promises because it could not
+    /// renew it through the API server (since the instance manager started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failsafe: Option<FailsafeEpisode>,
+}
+
+/// A stretch of time a primary held its lease by the failsafe promises of every other instance.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailsafeEpisode {
+    /// When the first round of promises held the lease (RFC 3339).
+    pub since: String,
+    /// When a renewal through the API server ended it; absent while it lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// The pods whose promises held it in its first round.
+    pub promised_by: Vec<String>,
 }
 
 impl InstanceReport {

@@ -134,6 +134,7 @@ fn report(pod: &str) -> InstanceReport {
         cluster_resource_version: None,
         last_error: None,
         restore: None,
+        failsafe: None,
     }
 }
 

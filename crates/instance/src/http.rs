@@ -407,6 +407,11 @@ pub async fn report(manager: &Manager) -> wire::InstanceReport {
             .and_then(|view| view.cluster.metadata.resource_version.clone()),
         last_error: state.last_error.clone(),
         restore: manager.restore.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        failsafe: manager
+            .failsafe_episode
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
     }
 }
 

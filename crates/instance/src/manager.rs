@@ -184,6 +184,8 @@ pub struct Manager {
     pub restore: std::sync::Mutex<Option<wire::RestoreReport>>,
     /// When this pod last promised the primary to refuse promotion ([`crate::failsafe`]).
     pub promised: std::sync::Mutex<Option<Instant>>,
+    /// The latest stretch this pod held its lease by promises, for the report.
+    pub failsafe_episode: std::sync::Mutex<Option<wire::FailsafeEpisode>>,
 }
 
 /// How long a promotion, demotion or fence may take before the API call fails.
@@ -210,6 +212,7 @@ impl Manager {
             backups: crate::backup::Backups::default(),
             restore: std::sync::Mutex::new(None),
             promised: std::sync::Mutex::new(None),
+            failsafe_episode: std::sync::Mutex::new(None),
             state: Mutex::new(State {
                 server_info: None,
                 observed: None,

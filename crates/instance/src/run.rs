@@ -361,12 +361,23 @@ async fn renew_loop(manager: Arc<Manager>, api_tls: Option<PathBuf>) {
             // Half the period: a failed attempt leaves time for a round of promises before the hold,
             // `duration - 2 s` from the last success, runs out.
             match lease.acquire_or_renew(period / 2).await {
-                Ok(()) => manager.lease_clock.send_modify(|clock| {
-                    if clock.by_promises {
+                Ok(()) => {
+                    let ended = manager.lease_clock.borrow().by_promises;
+                    if ended {
                         tracing::info!("the primary lease is renewed through the API server again");
+                        if let Some(episode) = manager
+                            .failsafe_episode
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .as_mut()
+                        {
+                            episode
+                                .until
+                                .get_or_insert_with(|| jiff::Timestamp::now().to_string());
+                        }
                     }
-                    clock.renewed(sent);
-                }),
+                    manager.lease_clock.send_modify(|clock| clock.renewed(sent));
+                }
                 Err(crate::lease::LeaseError::HeldByOther { holder, .. }) => {
                     tracing::warn!(%holder, "the primary lease was handed to another pod");
                     manager.lease_clock.send_modify(LeaseClock::lost);
@@ -375,13 +386,23 @@ async fn renew_loop(manager: Arc<Manager>, api_tls: Option<PathBuf>) {
                     failsafe = true;
                     let sent = Instant::now();
                     match failsafe_round(&manager, api_tls.as_deref()).await {
-                        Ok(promised) => manager.lease_clock.send_modify(|clock| {
-                            if !clock.by_promises {
+                        Ok(promised) => {
+                            if !manager.lease_clock.borrow().by_promises {
                                 tracing::warn!(%error, ?promised, "cannot renew the primary lease: held by the promises of every other instance");
+                                *manager.failsafe_episode.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    Some(cnredis_instance_client::wire::FailsafeEpisode {
+                                        since: jiff::Timestamp::now().to_string(),
+                                        until: None,
+                                        promised_by: promised,
+                                    });
                             }
-                            clock.held_by_promises(sent);
-                        }),
-                        Err(why) => tracing::warn!(%error, %why, "cannot renew the primary lease, and no failsafe hold"),
+                            manager
+                                .lease_clock
+                                .send_modify(|clock| clock.held_by_promises(sent));
+                        }
+                        Err(why) => {
+                            tracing::warn!(%error, %why, "cannot renew the primary lease, and no failsafe hold")
+                        }
                     }
                 }
             }

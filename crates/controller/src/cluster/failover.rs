@@ -224,6 +224,42 @@ pub fn detect(
     }
 }
 
+/// The Event that tells about the primary's failsafe `episode` (its lease held by promises while it
+/// could not reach the API server), unless `told` already did: `(warning, reason, note)`.
+pub fn failsafe_event(
+    pod: &str,
+    episode: &cnredis_instance_client::wire::FailsafeEpisode,
+    told: Option<&cnredis_instance_client::wire::FailsafeEpisode>,
+) -> Option<(bool, &'static str, String)> {
+    if told == Some(episode) {
+        return None;
+    }
+    let by = episode.promised_by.join(", ");
+    let by = if by.is_empty() {
+        "no other instance (it has none)".to_string()
+    } else {
+        by
+    };
+    Some(match &episode.until {
+        None => (
+            true,
+            "PrimaryFailsafe",
+            format!(
+                "{pod} cannot renew its lease through the API server since {}: it holds it by the promises of {by} and keeps taking writes; it fences itself if one stops answering",
+                episode.since
+            ),
+        ),
+        Some(until) => (
+            false,
+            "PrimaryFailsafeEnded",
+            format!(
+                "{pod} held its lease by the promises of {by} from {} to {until}, and renews it through the API server again; nothing was fenced or failed over",
+                episode.since
+            ),
+        ),
+    })
+}
+
 /// Holds back a failover from a primary that is only unreachable from this operator while it renews its
 /// Lease: its manager runs and its server answers it as primary, and its clients and replicas most likely
 /// reach it as well. The operator's own view of it is not worth a failover; the failure stays

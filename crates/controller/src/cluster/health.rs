@@ -112,6 +112,10 @@ async fn run(ctx: Arc<Context>, namespace: String, name: String) {
     lease_watch.abort();
     ctx.lease_sightings.forget(&(namespace.clone(), name.clone()));
     ctx.recent_moves.forget(&(namespace.clone(), name.clone()));
+    ctx.failsafe_told
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&(namespace.clone(), name.clone()));
     tracing::info!(%namespace, cluster = %name, "health loop stopped: the cluster is gone");
 }
 
@@ -244,6 +248,7 @@ async fn tick(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<Duration, He
     }
     let pods = owned_pods(ctx, cluster).await?;
     let facts = primary_facts(ctx, cluster, &pods, &primary).await?;
+    tell_failsafe(ctx, cluster, pods.get(&primary), &primary, facts.report.as_ref()).await;
     let previous = status.primary_failing.as_ref().and_then(remembered);
     let delay = Duration::from_secs(cluster.spec.failover.delay_seconds.max(1) as u64);
     let seen = failover::primary_failure(&primary, &facts);
@@ -374,6 +379,38 @@ async fn tick(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<Duration, He
         }
     }
     Ok(next)
+}
+
+/// An Event when the primary's report shows it began or ended holding its lease by failsafe promises
+/// (once each, per operator process).
+async fn tell_failsafe(
+    ctx: &Arc<Context>,
+    cluster: &RedisCluster,
+    pod: Option<&Pod>,
+    primary: &str,
+    report: Option<&InstanceReport>,
+) {
+    let Some(episode) = report.and_then(|r| r.failsafe.as_ref()) else {
+        return;
+    };
+    let key = (cluster.namespace().unwrap_or_default(), cluster.name_any());
+    let event = {
+        let told = ctx.failsafe_told.lock().unwrap_or_else(|p| p.into_inner());
+        failover::failsafe_event(primary, episode, told.get(&key))
+    };
+    let Some((warning, reason, note)) = event else {
+        return;
+    };
+    let kind = if warning {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    publish_about(ctx, cluster, pod, kind, reason, "Failsafe", &note).await;
+    ctx.failsafe_told
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, episode.clone());
 }
 
 fn remembered(failing: &PrimaryFailing) -> Option<Failing> {

@@ -32,5 +32,6 @@ pub fn report(role: Role) -> InstanceReport {
         cluster_resource_version: None,
         last_error: None,
         restore: None,
+        failsafe: None,
     }
 }

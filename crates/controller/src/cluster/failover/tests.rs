@@ -179,6 +179,30 @@ fn an_unreachable_primary_that_renews_its_lease_is_not_failed_over() {
     ));
 }
 
+#[test]
+fn a_failsafe_episode_is_told_once_as_it_starts_and_once_as_it_ends() {
+    use cnredis_instance_client::wire::FailsafeEpisode;
+    let ongoing = FailsafeEpisode {
+        since: "2026-12-07T14:14:00Z".to_string(),
+        until: None,
+        promised_by: vec!["c-2".to_string(), "c-3".to_string()],
+    };
+    let (warning, reason, note) = failsafe_event("c-1", &ongoing, None).unwrap();
+    assert!(warning);
+    assert_eq!(reason, "PrimaryFailsafe");
+    assert!(note.contains("promises of c-2, c-3"), "{note}");
+    assert_eq!(failsafe_event("c-1", &ongoing, Some(&ongoing)), None);
+    let ended = FailsafeEpisode {
+        until: Some("2026-12-07T14:14:28Z".to_string()),
+        ..ongoing.clone()
+    };
+    let (warning, reason, note) = failsafe_event("c-1", &ended, Some(&ongoing)).unwrap();
+    assert!(!warning);
+    assert_eq!(reason, "PrimaryFailsafeEnded");
+    assert!(note.contains("nothing was fenced or failed over"), "{note}");
+    assert_eq!(failsafe_event("c-1", &ended, Some(&ended)), None);
+}
+
 fn unreachable() -> Option<(Failure, String)> {
     Some((Failure::Unreachable, "no answer".to_string()))
 }
