@@ -45,11 +45,30 @@ pub enum SupervisorError {
     Kill { pid: i32, source: Errno },
 }
 
+/// The watched children, by pid. An exit is handed over only to a watcher registered before it was
+/// reaped: `spawn` registers while holding the lock across the fork, so the reaper cannot take the exit of
+/// a new child first; and an exit reaped with no watcher (an orphan) is dropped, never kept for later, since
+/// its pid may be reused by the next child.
 #[derive(Default)]
 struct Children {
     waiting: HashMap<i32, oneshot::Sender<ExitStatus>>,
-    /// Exits reaped before anyone asked for them.
-    unclaimed: HashMap<i32, ExitStatus>,
+}
+
+impl Children {
+    fn watch(&mut self, pid: i32) -> oneshot::Receiver<ExitStatus> {
+        let (sender, exit) = oneshot::channel();
+        self.waiting.insert(pid, sender);
+        exit
+    }
+
+    fn reaped(&mut self, pid: i32, status: ExitStatus) {
+        match self.waiting.remove(&pid) {
+            Some(watcher) => {
+                let _ = watcher.send(status);
+            }
+            None => tracing::debug!(pid, %status, "reaped an orphaned process"),
+        }
+    }
 }
 
 /// Reaps every child of this process and hands the exit status of a watched child to its watcher. There
@@ -98,15 +117,7 @@ impl Reaper {
             .spawn()
             .map_err(|source| SupervisorError::Spawn { binary, source })?;
         let pid = child.id() as i32;
-        let (sender, exit) = oneshot::channel();
-        match children.unclaimed.remove(&pid) {
-            Some(status) => {
-                let _ = sender.send(status);
-            }
-            None => {
-                children.waiting.insert(pid, sender);
-            }
-        }
+        let exit = children.watch(pid);
         drop(children);
         self.thread.unpark();
         Ok(Child { pid, exit })
@@ -130,20 +141,10 @@ fn reap_forever(children: &Mutex<Children>) {
                 continue;
             }
         };
-        let mut children = children.lock().unwrap_or_else(|poison| poison.into_inner());
-        match children.waiting.remove(&pid.as_raw()) {
-            Some(watcher) => {
-                let _ = watcher.send(status);
-            }
-            None => {
-                tracing::debug!(pid = pid.as_raw(), %status, "reaped an orphaned process");
-                children.unclaimed.insert(pid.as_raw(), status);
-                // Orphans nobody will claim must not accumulate.
-                if children.unclaimed.len() > 1024 {
-                    children.unclaimed.clear();
-                }
-            }
-        }
+        children
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .reaped(pid.as_raw(), status);
     }
 }
 
@@ -232,6 +233,22 @@ mod tests {
         let delays: Vec<u64> = (1..=8).map(|n| restart_delay(n).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
         assert_eq!(restart_delay(0).as_secs(), 1);
+    }
+
+    #[test]
+    fn an_orphan_reaped_under_a_pid_is_not_the_exit_of_the_next_child_given_that_pid() {
+        let mut children = Children::default();
+        // An orphan with pid 4242 exits and is reaped; the kernel then gives 4242 to the new server.
+        children.reaped(4242, ExitStatus::Exited(0));
+        let mut exit = children.watch(4242);
+        assert_eq!(
+            exit.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty),
+            "the new server was reported as exited by the orphan's exit"
+        );
+        children.reaped(4242, ExitStatus::Exited(7));
+        assert_eq!(exit.try_recv(), Ok(ExitStatus::Exited(7)));
+        assert!(children.waiting.is_empty());
     }
 
     #[tokio::test]
