@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use cnredis_api::RedisCluster;
-use cnredis_api::names::{GROUP, LABEL_CLUSTER, VERSION};
+use cnredis_api::names::LABEL_CLUSTER;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
 
 /// `app.kubernetes.io/name`: the application, the same for every object of every cluster.
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
@@ -32,9 +33,6 @@ pub const COMPONENT_DISRUPTION_BUDGET: &str = "disruption-budget";
 /// The instance manager's ServiceAccount, Role and RoleBinding.
 pub const COMPONENT_INSTANCE_RBAC: &str = "instance-rbac";
 
-/// Kind of the owner in owner references.
-const KIND: &str = "RedisCluster";
-
 /// Labels of every object owned by `cluster` with this component.
 pub fn cluster_labels(cluster: &RedisCluster, component: &str) -> BTreeMap<String, String> {
     let name = cluster_name(cluster);
@@ -54,25 +52,22 @@ pub(super) fn owned_meta(cluster: &RedisCluster, name: String, component: &str) 
         name: Some(name),
         namespace: cluster.metadata.namespace.clone(),
         labels: Some(cluster_labels(cluster, component)),
-        owner_references: Some(vec![owner_reference(cluster)]),
+        owner_references: Some(owner_reference(cluster).into_iter().collect()),
         ..ObjectMeta::default()
     }
 }
 
-/// The controller owner reference to `cluster`: deleting the cluster deletes what it owns, and the
-/// controller is woken by changes to owned objects.
+/// The controller owner reference to `cluster` (blocking its deletion): deleting the cluster deletes what
+/// it owns, and the controller is woken by changes to owned objects. `None` only for a RedisCluster that
+/// was never stored (no uid); every cluster the operator reconciles was read from the API server.
 ///
-/// A RedisCluster read from the API server always has a uid; one without (a fixture) gets an empty uid,
-/// which the API server rejects with a clear error rather than the operator panicking.
-pub(super) fn owner_reference(cluster: &RedisCluster) -> OwnerReference {
-    OwnerReference {
-        api_version: format!("{GROUP}/{VERSION}"),
-        kind: KIND.to_string(),
-        name: cluster_name(cluster).to_string(),
-        uid: cluster.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
+/// kube's `controller_owner_ref` leaves `blockOwnerDeletion` unset; it is set here so that a foreground
+/// deletion of the cluster waits for its pods and volumes.
+pub(super) fn owner_reference(cluster: &RedisCluster) -> Option<OwnerReference> {
+    cluster.controller_owner_ref(&()).map(|owner| OwnerReference {
         block_owner_deletion: Some(true),
-    }
+        ..owner
+    })
 }
 
 /// The cluster's name (empty only for a RedisCluster that was never stored).
@@ -112,15 +107,18 @@ mod tests {
         let owner = owner_reference(&cluster("cache").uid("0b1c").build());
         assert_eq!(
             owner,
-            OwnerReference {
+            Some(OwnerReference {
                 api_version: "redis.cnredis.io/v1".to_string(),
                 kind: "RedisCluster".to_string(),
                 name: "cache".to_string(),
                 uid: "0b1c".to_string(),
                 controller: Some(true),
                 block_owner_deletion: Some(true),
-            }
+            })
         );
+        let mut unstored = cluster("cache").build();
+        unstored.metadata.uid = None;
+        assert_eq!(owner_reference(&unstored), None);
     }
 
     #[test]
