@@ -5,6 +5,7 @@ pub mod backup;
 pub mod cluster;
 pub mod common;
 pub mod names;
+pub mod quantity;
 pub mod reference;
 pub mod scheduled_backup;
 

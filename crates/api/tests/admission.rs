@@ -274,6 +274,47 @@ fn storage_size_that_is_no_quantity_or_zero_is_rejected() {
 }
 
 #[test]
+fn every_storage_size_admission_accepts_is_one_the_operator_reads() {
+    // The spellings the quantity grammar allows beyond the usual `1Gi`: exponents, a sign, exa, fractions.
+    let sizes = [
+        "1Gi",
+        "500M",
+        "1073741824",
+        "1e9",
+        "1E9",
+        "1e+9",
+        "+1Gi",
+        "+5G",
+        "2E",
+        "1Ei",
+        "1.5Gi",
+        ".5Gi",
+        "1500m",
+        "1e18",
+        "8Ei",
+        "1P",
+        "2Pi",
+        "100k",
+        "64Ki",
+    ];
+    let mut admitted = 0;
+    for size in sizes {
+        let object = with(&cluster("c"), "spec.storage", json!({ "size": size }));
+        if admit(&object, None).is_ok() {
+            admitted += 1;
+            let read = cnredis_api::quantity::bytes(size);
+            assert!(read.is_ok(), "admitted {size:?} but the operator reads {read:?}");
+        }
+    }
+    // The exponent and sign spellings are admitted: the check above is not vacuous.
+    assert!(
+        admitted >= 15,
+        "only {admitted} of {} sizes admitted",
+        sizes.len()
+    );
+}
+
+#[test]
 fn storage_can_grow() {
     let old = with(&cluster("c"), "spec.storage", json!({ "size": "1Gi" }));
     accepted(&with(&old, "spec.storage.size", json!("2Gi")), Some(&old));

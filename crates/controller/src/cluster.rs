@@ -5,7 +5,6 @@ pub mod failover;
 pub mod health;
 pub mod observe;
 pub mod plan;
-pub mod quantity;
 pub mod reconcile;
 #[cfg(test)]
 pub(crate) mod report_fixture;

@@ -8,6 +8,7 @@ use cnredis_api::names::{
     ANNOTATION_FENCED_INSTANCES, ANNOTATION_RELOADED_AT, FIELD_MANAGER, FencedInstances, LABEL_ROLE,
     instance_name,
 };
+use cnredis_api::quantity;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -295,10 +296,10 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
         }
     }
     if plan.healthy
-        && let Some(progress) = resize_progress(cluster, &world)
+        && let Some((phase, reason)) = storage_phase(cluster, &world)
     {
-        plan.phase = "Resizing volumes".to_string();
-        plan.phase_reason = progress;
+        plan.phase = phase;
+        plan.phase_reason = reason;
     }
     status::write(client, cluster, &plan, &world).await?;
     ctx.metrics.observe_instances(&namespace, &name, &world);
@@ -459,22 +460,23 @@ async fn execute(
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
 
-    // PVCs of every instance: grown when spec.storage.size grew and their StorageClass allows it.
-    let wanted_bytes = super::quantity::bytes(&cluster.spec.storage.size);
+    // PVCs of every instance: grown when spec.storage.size grew and their StorageClass allows it. A size
+    // that cannot be read is reported in the status (`storage_phase`) and grows nothing.
+    let wanted_bytes = quantity::bytes(&cluster.spec.storage.size).ok();
     for instance in world.instances.iter().filter(|i| i.pvc) {
-        let Some(pvc) = world.pvcs.get(&instance.name) else {
+        let (Some(pvc), Some(wanted_bytes)) = (world.pvcs.get(&instance.name), wanted_bytes) else {
             continue;
         };
         let requested = pvc
             .spec
             .as_ref()
             .and_then(|s| s.resources.as_ref()?.requests.as_ref()?.get("storage").cloned())
-            .and_then(|q| super::quantity::bytes(&q.0));
-        if requested.is_some() && wanted_bytes < requested {
+            .and_then(|q| quantity::bytes(&q.0).ok());
+        if requested.is_some_and(|requested| wanted_bytes < requested) {
             // Admission refuses shrinking; an older PVC keeps its size.
             continue;
         }
-        if wanted_bytes > requested {
+        if requested.is_none_or(|requested| wanted_bytes > requested) {
             let class = pvc.spec.as_ref().and_then(|s| s.storage_class_name.clone());
             if !expansion_allowed(ctx, class.as_deref()).await? {
                 let note = format!(
@@ -655,23 +657,33 @@ async fn expansion_allowed(ctx: &Context, class: Option<&str>) -> Result<bool, k
     Ok(class.and_then(|c| c.allow_volume_expansion).unwrap_or(false))
 }
 
-/// Volumes whose capacity has not reached `spec.storage.size` yet, as "k of n" for the status.
-fn resize_progress(cluster: &RedisCluster, world: &World) -> Option<String> {
-    let wanted = super::quantity::bytes(&cluster.spec.storage.size)?;
-    let capacities: Vec<u64> = world
+/// The phase and its reason while volumes are being grown to `spec.storage.size` ("k of n volumes have
+/// 2Gi"), or when that size cannot be read; `None` when every volume has it.
+fn storage_phase(cluster: &RedisCluster, world: &World) -> Option<(String, String)> {
+    let capacities = world
         .pvcs
         .values()
-        .filter_map(|pvc| {
-            let capacity = pvc.status.as_ref()?.capacity.as_ref()?.get("storage")?;
-            super::quantity::bytes(&capacity.0)
-        })
-        .collect();
+        .filter_map(|pvc| pvc.status.as_ref()?.capacity.as_ref()?.get("storage"))
+        .map(|capacity| capacity.0.as_str());
+    storage_phase_of(&cluster.spec.storage.size, capacities)
+}
+
+fn storage_phase_of<'a>(size: &str, capacities: impl Iterator<Item = &'a str>) -> Option<(String, String)> {
+    let wanted = match quantity::bytes(size) {
+        Ok(wanted) => wanted,
+        Err(error) => {
+            return Some((
+                "Cannot resize volumes".to_string(),
+                format!("spec.storage.size: {error}; volumes keep their size"),
+            ));
+        }
+    };
+    let capacities: Vec<u128> = capacities.filter_map(|c| quantity::bytes(c).ok()).collect();
     let done = capacities.iter().filter(|&&c| c >= wanted).count();
     (done < capacities.len()).then(|| {
-        format!(
-            "{done} of {} volumes have {}",
-            capacities.len(),
-            cluster.spec.storage.size
+        (
+            "Resizing volumes".to_string(),
+            format!("{done} of {} volumes have {size}", capacities.len()),
         )
     })
 }
@@ -756,4 +768,31 @@ pub async fn publish_about(
         note,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::storage_phase_of;
+
+    #[test]
+    fn volumes_short_of_the_size_are_counted_in_any_spelling_of_it() {
+        let phase = storage_phase_of("2Gi", ["2Gi", "1Gi", "2147483648"].into_iter());
+        assert_eq!(
+            phase,
+            Some((
+                "Resizing volumes".to_string(),
+                "2 of 3 volumes have 2Gi".to_string()
+            ))
+        );
+        // Exponent and sign spellings the API admits are sizes like any other.
+        assert_eq!(storage_phase_of("+2e9", ["2G", "1953125Ki"].into_iter()), None);
+        assert!(storage_phase_of("1e10", ["2G"].into_iter()).is_some());
+    }
+
+    #[test]
+    fn a_size_that_cannot_be_read_is_reported_not_skipped() {
+        let (phase, reason) = storage_phase_of("1e40", ["1Gi"].into_iter()).expect("reported");
+        assert_eq!(phase, "Cannot resize volumes");
+        assert!(reason.contains("too large"), "{reason}");
+    }
 }
