@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod cluster;
+pub mod conditions;
 pub mod context;
 pub mod credentials;
 pub mod events;

@@ -26,6 +26,7 @@ use serde_json::json;
 use super::choose::choose;
 use crate::cluster::health::api_target;
 use crate::cluster::observe::observe;
+use crate::conditions;
 use crate::context::Context;
 
 /// How often a running backup is polled, and a pending one tries to find an instance again.
@@ -375,25 +376,21 @@ fn age(backup: &RedisBackup) -> Duration {
         .unwrap_or_default()
 }
 
-/// The `Completed` condition: True once completed, False with the reason otherwise.
+/// The conditions with `Completed` set: True once completed, False with the reason otherwise.
 fn condition(backup: &RedisBackup, reason: &str, message: &str) -> Vec<Condition> {
-    let status = if reason == "Completed" { "True" } else { "False" };
-    let previous = backup
+    let old = backup
         .status
         .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Completed"));
-    let last_transition_time = match previous {
-        Some(previous) if previous.status == status => previous.last_transition_time.clone(),
-        _ => Time(Timestamp::now()),
-    };
-    vec![Condition {
-        type_: "Completed".to_string(),
-        status: status.to_string(),
-        reason: reason.to_string(),
-        message: message.chars().take(1024).collect(),
-        last_transition_time,
-        observed_generation: backup.meta().generation,
-    }]
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    conditions::set(
+        old,
+        "Completed",
+        reason == "Completed",
+        reason,
+        message,
+        backup.meta().generation,
+    )
 }
 
 async fn write_status(

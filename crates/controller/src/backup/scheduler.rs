@@ -19,6 +19,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::schedule::{Decision, Facts, Schedule, decide};
+use crate::conditions;
 use crate::context::Context;
 
 /// Label on the RedisBackups a schedule creates: the schedule's name.
@@ -48,7 +49,7 @@ pub async fn reconcile(
         Err(why) => {
             let next = RedisScheduledBackupStatus {
                 next_schedule_time: None,
-                conditions: condition(&scheduled, "False", "InvalidSchedule", &why),
+                conditions: condition(&scheduled, false, "InvalidSchedule", &why),
                 ..status.clone()
             };
             if next != status {
@@ -84,7 +85,7 @@ pub async fn reconcile(
     let action = match decide(&schedule, &name, &facts) {
         Decision::Suspended => {
             next_status.next_schedule_time = None;
-            next_status.conditions = condition(&scheduled, "False", "Suspended", "spec.suspend is true");
+            next_status.conditions = condition(&scheduled, false, "Suspended", "spec.suspend is true");
             Action::await_change()
         }
         Decision::WaitForRunning { .. } => Action::requeue(RUNNING_RETRY),
@@ -92,7 +93,7 @@ pub async fn reconcile(
             next_status.next_schedule_time = None;
             next_status.conditions = condition(
                 &scheduled,
-                "False",
+                false,
                 "NoNextSlot",
                 "the schedule matches no future time",
             );
@@ -101,7 +102,7 @@ pub async fn reconcile(
         Decision::Wait { next } => {
             next_status.last_check_time = Some(Time(now));
             next_status.next_schedule_time = Some(Time(next));
-            next_status.conditions = condition(&scheduled, "True", "Scheduled", "waiting for the next slot");
+            next_status.conditions = condition(&scheduled, true, "Scheduled", "waiting for the next slot");
             until(next, now)
         }
         Decision::Create {
@@ -115,7 +116,7 @@ pub async fn reconcile(
             next_status.last_schedule_time = Some(Time(slot));
             next_status.last_backup_name = Some(backup_name);
             next_status.next_schedule_time = next.map(Time);
-            next_status.conditions = condition(&scheduled, "True", "Scheduled", "backup created");
+            next_status.conditions = condition(&scheduled, true, "Scheduled", "backup created");
             next.map_or(Action::await_change(), |next| until(next, now))
         }
     };
@@ -199,25 +200,21 @@ fn until(next: Timestamp, now: Timestamp) -> Action {
     Action::requeue(Duration::from_millis(millis + 50))
 }
 
-fn condition(scheduled: &RedisScheduledBackup, status: &str, reason: &str, message: &str) -> Vec<Condition> {
-    let previous = scheduled
+/// The conditions with `Scheduling` set.
+fn condition(scheduled: &RedisScheduledBackup, ok: bool, reason: &str, message: &str) -> Vec<Condition> {
+    let old = scheduled
         .status
         .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Scheduling"));
-    let last_transition_time = match previous {
-        Some(previous) if previous.status == status && previous.reason == reason => {
-            previous.last_transition_time.clone()
-        }
-        _ => Time(Timestamp::now()),
-    };
-    vec![Condition {
-        type_: "Scheduling".to_string(),
-        status: status.to_string(),
-        reason: reason.to_string(),
-        message: message.to_string(),
-        last_transition_time,
-        observed_generation: scheduled.meta().generation,
-    }]
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    conditions::set(
+        old,
+        "Scheduling",
+        ok,
+        reason,
+        message,
+        scheduled.meta().generation,
+    )
 }
 
 async fn write_status(

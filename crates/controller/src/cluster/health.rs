@@ -1107,20 +1107,14 @@ fn conditions_with(
     set: &[(&str, bool, &str, &str)],
 ) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     let old = cluster.status.clone().unwrap_or_default().conditions;
-    let mut conditions: Vec<_> = old
-        .iter()
-        .filter(|c| !set.iter().any(|(type_, ..)| c.type_ == *type_))
-        .cloned()
-        .collect();
-    for (type_, ok, reason, message) in set {
-        conditions.push(super::status::condition(
+    set.iter().fold(old, |conditions, (type_, ok, reason, message)| {
+        crate::conditions::set(
+            &conditions,
             type_,
             *ok,
             reason,
             message,
             cluster.metadata.generation,
-            &old,
-        ));
-    }
-    conditions
+        )
+    })
 }

@@ -3,8 +3,9 @@
 
 use cnredis_api::RedisCluster;
 use cnredis_api::cluster::{InstanceStatus, condition};
+
+use crate::conditions;
 use cnredis_instance_client::wire::Role;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -106,31 +107,6 @@ pub fn instance_status(
     }
 }
 
-pub(crate) fn condition(
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: &str,
-    generation: Option<i64>,
-    old: &[Condition],
-) -> Condition {
-    let status = if ok { "True" } else { "False" };
-    // The transition time moves only when the status does.
-    let since = old
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| Time(jiff::Timestamp::now()));
-    Condition {
-        type_: type_.to_string(),
-        status: status.to_string(),
-        reason: reason.to_string(),
-        message: message.to_string(),
-        observed_generation: generation,
-        last_transition_time: since,
-    }
-}
-
 /// Writes everything the reconcile learnt.
 pub async fn write(
     client: &Client,
@@ -166,7 +142,8 @@ pub async fn write(
         .iter()
         .all(|r| r.role == "replica" && r.link.as_deref() == Some("up"));
     let mut conditions = vec![
-        condition(
+        conditions::condition(
+            &old.conditions,
             condition::READY,
             plan.healthy,
             if plan.healthy {
@@ -176,9 +153,9 @@ pub async fn write(
             },
             &plan.phase_reason,
             generation,
-            &old.conditions,
         ),
-        condition(
+        conditions::condition(
+            &old.conditions,
             condition::PRIMARY_AVAILABLE,
             primary_ok,
             if primary_ok { "PrimaryServing" } else { "NoPrimary" },
@@ -188,9 +165,9 @@ pub async fn write(
                 (None, _) => "no primary yet".to_string(),
             },
             generation,
-            &old.conditions,
         ),
-        condition(
+        conditions::condition(
+            &old.conditions,
             condition::REPLICATION_HEALTHY,
             replication_ok,
             if replication_ok {
@@ -207,7 +184,6 @@ pub async fn write(
                 replicas.len()
             ),
             generation,
-            &old.conditions,
         ),
     ];
     // Conditions other parts own (Failover, backups) are kept.
