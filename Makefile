@@ -6,7 +6,7 @@ TARGET      := x86_64-unknown-linux-gnu
 RELEASE_BIN := $(CURDIR)/target/$(TARGET)/release/cnredis
 HELM         = $(shell hack/install-helm.sh | tail -1)
 
-.PHONY: all build tools deps generate test fmt-check clippy unit check-generated chart-test admission-e2e e2e e2e-smoke chaos cluster-up cluster-down cluster-status demo clean
+.PHONY: all build tools deps generate test fmt-check clippy deps-check unit check-generated chart-test admission-e2e e2e e2e-smoke chaos cluster-up cluster-down cluster-status demo clean
 
 all: build
 
@@ -29,13 +29,18 @@ generate: tools
 	HELM=$(HELM) cargo xtask generate
 
 ## test: everything CI checks
-test: fmt-check clippy build unit check-generated chart-test admission-e2e e2e
+test: fmt-check clippy deps-check build unit check-generated chart-test admission-e2e e2e
 
 fmt-check:
 	cargo fmt --all -- --check
 
 clippy:
 	cargo clippy --locked --workspace --all-targets -- -D warnings
+
+## deps-check: the plugin and the API crate link only what they need; k8s-openapi is built for the
+## Kubernetes version the e2e runs
+deps-check:
+	hack/check-deps.sh
 
 ## unit: unit tests, and the instance manager's integration tests against real servers
 unit: build deps

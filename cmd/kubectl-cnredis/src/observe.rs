@@ -9,7 +9,7 @@ use cnredis_api::names::{
     INSTANCE_API_PORT, LABEL_CLUSTER, LABEL_ROLE, instance_api_secret, instance_api_secret_of,
 };
 use cnredis_api::{RedisBackup, RedisCluster, RedisScheduledBackup};
-use cnredis_instance_client::wire::{InstanceReport, path};
+use cnredis_wire::{InstanceReport, path};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, Node, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cnredis_api::names::ANNOTATION_RELOADED_AT;
-use cnredis_instance_client::wire::InstanceReport;
+use cnredis_wire::InstanceReport;
 
 use crate::connect::Kube;
 use crate::follow::{self, Look, Outcome};

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use cnredis_api::backup::BackupPhase;
 use cnredis_api::cluster::InstanceStatus;
 use cnredis_api::names::{FencedInstances, instance_serial};
-use cnredis_instance_client::wire::{InstanceReport, Role};
+use cnredis_wire::{InstanceReport, Role};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;

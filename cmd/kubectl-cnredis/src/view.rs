@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use cnredis_api::{RedisBackup, RedisCluster, RedisScheduledBackup};
-use cnredis_instance_client::wire::InstanceReport;
+use cnredis_wire::InstanceReport;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::{Deserialize, Serialize};
 

@@ -31,9 +31,11 @@ impl Schedule {
     /// The first slot strictly after `after`; None when the pattern never matches again.
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
         // Slots are whole seconds: the first after `after` is the first after its whole second.
-        let start = chrono::DateTime::from_timestamp(after.as_second(), 0)?;
+        let start = Timestamp::from_second(after.as_second())
+            .ok()?
+            .to_zoned(jiff::tz::TimeZone::UTC);
         let next = self.0.find_next_occurrence(&start, false).ok()?;
-        Timestamp::new(next.timestamp(), next.timestamp_subsec_nanos() as i32).ok()
+        Some(next.timestamp())
     }
 }
 

@@ -1,5 +1,5 @@
 //! The JSON bodies of the instance API (port 8000), defined once for the instance manager that serves them
-//! and the operator that reads them. Field names are camelCase on the wire.
+//! and the operator and the kubectl plugin that read them. Field names are camelCase on the wire.
 
 use serde::{Deserialize, Serialize};
 
