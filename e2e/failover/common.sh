@@ -201,6 +201,11 @@ chaos() {
 netns_of() { echo "cnr-$(k get pod "$1" -o jsonpath='{.metadata.uid}' | tr -d - | cut -c1-12)"; }
 
 # server_pid POD: the pid of the valkey-server process in POD.
+# manager_pid POD: the pid of POD's instance manager (`cnredis instance run`, the container's first process).
+manager_pid() {
+  ip netns pids "$(netns_of "$1")" 2>/dev/null \
+    | while read -r p; do [[ $(cat /proc/$p/comm 2>/dev/null) == cnredis ]] && echo "$p"; done | head -1
+}
 server_pid() {
   ip netns pids "$(netns_of "$1")" 2>/dev/null \
     | while read -r p; do [[ $(cat /proc/$p/comm 2>/dev/null) == valkey-server ]] && echo "$p"; done | head -1

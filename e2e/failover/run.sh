@@ -14,7 +14,7 @@
 # and "N passed, N failed". SCENARIOS (space-separated) picks some of: delete-pod kill-server
 # kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover
 # switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary
-# primary-cut-from-control-plane (all by default); RUNS=N SEED=S draws
+# primary-cut-from-control-plane stall-server (all by default); RUNS=N SEED=S draws
 # N of them at random (`make chaos`). STOP_ON_FAILURE=1 stops after the first failing scenario, the
 # cluster left as it is.
 # Every fault of a pod or node fails over: a killed server or instance manager restarts the primary from
@@ -26,12 +26,14 @@
 # fault is held CONTROL_PLANE_FAULT_SECONDS (30). A primary cut from the API server *and* the operator
 # but not from its replicas (primary-cut-from-control-plane) is failed over: its replicas stop promising
 # once the failover is recorded, and the one promoted waits out its last promise, so the primary's hold
-# by promises ends before it takes writes.
+# by promises ends before it takes writes. A primary whose server stalls for STALL_SECONDS (2: a fork of
+# a large dataset, `DEBUG SLEEP 2`, a starved CPU) is not failed over either, and writes resume when it
+# answers again.
 set -uo pipefail
 E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=e2e/failover/common.sh
 source "$E2E/failover/common.sh"
-ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary primary-cut-from-control-plane"
+ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary primary-cut-from-control-plane stall-server"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 # RUNS=N [SEED=S]: N scenarios drawn at random (reproducibly for a given SEED) instead.
 if [[ -n ${RUNS:-} ]]; then
@@ -75,6 +77,10 @@ SWITCHOVER_GAP_MS=${SWITCHOVER_GAP_MS:-5000}
 # docs/architecture.md, "Failsafe"), and how long the API server stays down.
 CONTROL_PLANE_GAP_MS=${CONTROL_PLANE_GAP_MS:-2000}
 CONTROL_PLANE_FAULT_SECONDS=${CONTROL_PLANE_FAULT_SECONDS:-30}
+# stall-server: how long the primary's server is paused, and the longest a client may then go without
+# an acknowledged write (the stall, plus the margin of the control-plane faults).
+STALL_SECONDS=${STALL_SECONDS:-2}
+STALL_GAP_MS=$(( STALL_SECONDS * 1000 + CONTROL_PLANE_GAP_MS ))
 
 # netns_rules add|del NETNS RULE...: iptables rules (each a quoted string) in a pod's network namespace.
 netns_rules() {
@@ -207,6 +213,23 @@ for scenario in $SCENARIOS; do
       echo "  while cut off: $(k get rcl "$C" -o jsonpath='{.status.phase}: {.status.phaseReason}; primaryFailing: {.status.primaryFailing.reason}')"
       netns_rules del "$netns" "${rules[@]}"
       expect_failover=no ;;
+    stall-server)
+      # The server stops answering for a moment (SIGSTOP), as in a long fork or `DEBUG SLEEP`: its
+      # instance manager's commands and the operator's status calls time out meanwhile, but nothing may
+      # fail over. The writer's WAIT keeps its connection; writes resume as soon as the server does.
+      pid=$(server_pid "$old")
+      [[ -n $pid ]] && kill -STOP "$pid" && ok "$scenario: valkey-server ($pid) of $old paused for ${STALL_SECONDS}s" \
+        || fail "$scenario: no valkey-server process of $old"
+      sleep "$STALL_SECONDS"
+      kill -CONT "$pid"
+      expect_failover=no ;;
+    pause-manager)
+      # The primary's instance manager stops (SIGSTOP: hung, or starved) while its server runs on: no
+      # renewal, no watchdog. The lease lapses and the operator fails over; the old server must not go on
+      # taking writes beside the new primary.
+      pid=$(manager_pid "$old")
+      [[ -n $pid ]] && kill -STOP "$pid" && ok "$scenario: the instance manager ($pid) of $old paused" \
+        || fail "$scenario: no instance manager process of $old" ;;
     freeze-node)
       # A client connected to the primary has a write waiting in its socket when the node freezes
       # (stale-writes.py): how long does the server, once resumed, take writes before its watchdog fences it?
@@ -230,6 +253,7 @@ for scenario in $SCENARIOS; do
   grace_pod="" grace_until=0
   case $scenario in
     cut-network) chaos "$node" restore-network "$NS" "$old" ;;
+    pause-manager) kill -CONT "$pid" ;;
     primary-cut-from-control-plane) netns_rules del "$netns" "${rules[@]}" ;;
     power-off-node) chaos "$node" start-node ;;
     freeze-node)
@@ -290,7 +314,10 @@ for scenario in $SCENARIOS; do
     ((gap <= SWITCHOVER_GAP_MS)) && ok "$scenario: writes refused for at most ${SWITCHOVER_GAP_MS} ms at a stretch ($gap ms)" \
       || fail "$scenario: writes refused for $gap ms at a stretch (bound ${SWITCHOVER_GAP_MS} ms): $(k get events --field-selector "involvedObject.name=$C" -o jsonpath='{range .items[*]}{.reason}: {.message}{"\n"}{end}' | grep -i switchover | tail -4)"
   fi
-  if [[ $expect_failover == no ]]; then
+  if [[ $scenario == stall-server ]]; then
+    ((gap <= STALL_GAP_MS)) && ok "$scenario: writes resumed after the ${STALL_SECONDS}s stall (longest gap $gap ms, bound ${STALL_GAP_MS} ms)" \
+      || fail "$scenario: writes stopped for $gap ms at a stretch (bound ${STALL_GAP_MS} ms)"
+  elif [[ $expect_failover == no ]]; then
     ((gap <= CONTROL_PLANE_GAP_MS)) && ok "$scenario: writes never stopped for more than ${CONTROL_PLANE_GAP_MS} ms ($gap ms)" \
       || fail "$scenario: writes stopped for $gap ms at a stretch (bound ${CONTROL_PLANE_GAP_MS} ms)"
   fi
@@ -306,7 +333,7 @@ done
 
 touch "$WORK/probe.stop"; wait "$probe"
 # The failover Events and metrics, when a scenario failed over (switchovers are not failovers).
-if tr ' ' '\n' <<<"$SCENARIOS" | grep -v '^$' | grep -Eqv '^(switchover|apiserver-down|primary-cut-from-apiserver|operator-cut-from-primary)'; then
+if tr ' ' '\n' <<<"$SCENARIOS" | grep -v '^$' | grep -Eqv '^(switchover|apiserver-down|primary-cut-from-apiserver|operator-cut-from-primary|stall-server)'; then
   events=$(k get events --field-selector "involvedObject.name=$C" -o jsonpath='{range .items[*]}{.reason} {end}')
   [[ $events == *FailoverStarted* && $events == *PrimaryFenced* && $events == *FailoverCompleted* ]] \
     && ok "events: $(tr ' ' '\n' <<<"$events" | sort | uniq -c | tr -s ' \n' ' ')" || fail "events: $events"

@@ -44,6 +44,11 @@ pub const ANNOTATION_CERTIFICATE_NOT_AFTER: &str = "cnredis.io/certificateNotAft
 
 /// Redis protocol port.
 pub const REDIS_PORT: u16 = 6379;
+/// `min-replicas-to-write` of a fenced server: more replicas than can ever exist (the server's maximum).
+/// Every write (scripts and transactions too) gets `NOREPLICAS`; reads go on.
+pub const FENCED_MIN_REPLICAS: i64 = i32::MAX as i64;
+/// `min-replicas-max-lag` while fenced: the barrier only applies with a non-zero lag bound.
+pub const FENCED_MAX_LAG: i64 = 10;
 /// Where instance pods find the object stores' credentials: one directory per store, holding
 /// `ACCESS_KEY_ID`, `SECRET_ACCESS_KEY` and optionally `SESSION_TOKEN`.
 pub const OBJECT_STORE_CREDENTIALS_DIR: &str = "/etc/cnredis/object-store";

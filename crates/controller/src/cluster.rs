@@ -2,6 +2,7 @@
 
 pub mod certificates;
 pub mod failover;
+pub mod fence;
 pub mod health;
 pub mod observe;
 pub mod plan;

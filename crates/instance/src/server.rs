@@ -13,11 +13,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 
-/// `min-replicas-to-write` of a fenced server: more replicas than can ever exist (the server's maximum).
-pub const FENCED_MIN_REPLICAS: i64 = i32::MAX as i64;
-
-/// `min-replicas-max-lag` while fenced: the barrier only applies with a non-zero lag bound.
-const FENCED_MAX_LAG: i64 = 10;
+pub use cnredis_api::names::{FENCED_MAX_LAG, FENCED_MIN_REPLICAS};
 
 /// Every command is bounded so that a stuck server cannot stall the manager's loop or an API call, but
 /// a server busy for a second or two (a fork of a large dataset, a slow command) is not taken for a dead

@@ -12,8 +12,8 @@ use std::time::Duration;
 use cnredis_api::RedisCluster;
 use cnredis_api::cluster::{FailoverProgress, FailoverRecord, PrimaryFailing, condition};
 use cnredis_api::names::{
-    ANNOTATION_FENCED_INSTANCES, FencedInstances, INSTANCE_API_PORT, LABEL_CLUSTER, LABEL_ROLE, ROLE_PRIMARY,
-    ROLE_REPLICA, instance_serial, primary_lease,
+    ANNOTATION_FENCED_INSTANCES, FencedInstances, INSTANCE_API_PORT, LABEL_CLUSTER, LABEL_ROLE, REDIS_PORT,
+    ROLE_PRIMARY, ROLE_REPLICA, instance_serial, primary_lease,
 };
 use cnredis_instance_client::Target;
 use cnredis_instance_client::wire::InstanceReport;
@@ -31,6 +31,7 @@ use serde_json::json;
 use super::failover::{
     self, Candidate, Detection, Failing, Failure, FenceFacts, FenceProof, LeaseFacts, PrimaryFacts,
 };
+use super::fence;
 use super::reconcile::{publish, publish_about};
 use crate::context::{ClusterKey, Context};
 
@@ -616,13 +617,19 @@ async fn drive(
             let facts = fence_facts(ctx, cluster, old_pod, &from).await?;
             match failover::fence_proof(&from, &facts, Timestamp::now()) {
                 Ok(proof) => {
+                    // The lease ran out, but a manager that is hung while its server runs did not fence
+                    // it: the operator does, before the proof is recorded and the offsets compared.
+                    let server = match (proof, old_pod) {
+                        (FenceProof::LeaseExpired, Some(pod)) => fence_server_of(ctx, cluster, pod).await,
+                        _ => String::new(),
+                    };
                     super::status::merge(
                         &ctx.client,
                         cluster,
                         json!({"failover": {"fenceProof": proof.as_str()}}),
                     )
                     .await?;
-                    let note = format!("{from} takes no writes: {}", proof_sentence(proof));
+                    let note = format!("{from} takes no writes: {}{server}", proof_sentence(proof));
                     publish_about(
                         ctx,
                         cluster,
@@ -799,6 +806,38 @@ fn proof_sentence(proof: FenceProof) -> &'static str {
         FenceProof::Acknowledged => "its instance manager acknowledged the fence",
         FenceProof::PodGone => "its pod is gone",
         FenceProof::LeaseExpired => "its primary lease ran out",
+    }
+}
+
+/// Fences the old primary's server through its Redis port (`fence::fence_server`); the words the
+/// `PrimaryFenced` Event adds: what became of the server.
+async fn fence_server_of(ctx: &Context, cluster: &RedisCluster, pod: &Pod) -> String {
+    let Some(ip) = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .and_then(|ip| ip.parse::<IpAddr>().ok())
+    else {
+        return "; its pod has no IP, so no server to fence".to_string();
+    };
+    let namespace = cluster.namespace().unwrap_or_default();
+    let password = if cluster.spec.auth.enabled {
+        let secret = super::resources::auth_secret_name(cluster);
+        match crate::credentials::read_password(&ctx.client, &namespace, &secret).await {
+            Ok(password) => password,
+            Err(error) => return format!("; its server not fenced by the operator: {error}"),
+        }
+    } else {
+        None
+    };
+    let address = SocketAddr::new(ip, REDIS_PORT);
+    match tokio::time::timeout(3 * fence::SERVER_TIMEOUT, fence::fence_server(address, password)).await {
+        Ok(Ok(())) => "; its server, still running, fenced by the operator".to_string(),
+        Ok(Err(error)) => {
+            tracing::info!(pod = %pod.name_any(), %error, "the old primary's server was not fenced");
+            format!("; its server did not take the operator's fence ({error})")
+        }
+        Err(_) => "; its server does not answer".to_string(),
     }
 }
 
