@@ -14,7 +14,7 @@
 # and "N passed, N failed". SCENARIOS (space-separated) picks some of: delete-pod kill-server
 # kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover
 # switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary
-# primary-cut-from-control-plane stall-server (all by default); RUNS=N SEED=S draws
+# primary-cut-from-control-plane stall-server pause-manager (all by default); RUNS=N SEED=S draws
 # N of them at random (`make chaos`). STOP_ON_FAILURE=1 stops after the first failing scenario, the
 # cluster left as it is.
 # Every fault of a pod or node fails over: a killed server or instance manager restarts the primary from
@@ -28,12 +28,13 @@
 # once the failover is recorded, and the one promoted waits out its last promise, so the primary's hold
 # by promises ends before it takes writes. A primary whose server stalls for STALL_SECONDS (2: a fork of
 # a large dataset, `DEBUG SLEEP 2`, a starved CPU) is not failed over either, and writes resume when it
-# answers again.
+# answers again. A primary whose instance manager is stopped (pause-manager) while its server runs is
+# failed over on its expired lease, and the operator fences the server itself first.
 set -uo pipefail
 E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=e2e/failover/common.sh
 source "$E2E/failover/common.sh"
-ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary primary-cut-from-control-plane stall-server"
+ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary primary-cut-from-control-plane stall-server pause-manager"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 # RUNS=N [SEED=S]: N scenarios drawn at random (reproducibly for a given SEED) instead.
 if [[ -n ${RUNS:-} ]]; then
@@ -253,7 +254,11 @@ for scenario in $SCENARIOS; do
   grace_pod="" grace_until=0
   case $scenario in
     cut-network) chaos "$node" restore-network "$NS" "$old" ;;
-    pause-manager) kill -CONT "$pid" ;;
+    pause-manager)
+      kill -CONT "$pid"
+      fenced=$(k get events --field-selector "involvedObject.name=$C,reason=PrimaryFenced" -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' | grep "^$old takes" | tail -1)
+      [[ $fenced == *"fenced by the operator"* ]] && ok "$scenario: the operator fenced the server of $old itself ($fenced)" \
+        || fail "$scenario: the operator did not fence the server of $old: ${fenced:-no PrimaryFenced Event}" ;;
     primary-cut-from-control-plane) netns_rules del "$netns" "${rules[@]}" ;;
     power-off-node) chaos "$node" start-node ;;
     freeze-node)
