@@ -14,7 +14,7 @@
 # and "N passed, N failed". SCENARIOS (space-separated) picks some of: delete-pod kill-server
 # kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover
 # switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary
-# primary-cut-from-control-plane stall-server pause-manager (all by default); RUNS=N SEED=S draws
+# primary-cut-from-control-plane stall-server pause-manager force-delete-on-lost-node (all by default); RUNS=N SEED=S draws
 # N of them at random (`make chaos`). STOP_ON_FAILURE=1 stops after the first failing scenario, the
 # cluster left as it is.
 # Every fault of a pod or node fails over: a killed server or instance manager restarts the primary from
@@ -29,12 +29,15 @@
 # by promises ends before it takes writes. A primary whose server stalls for STALL_SECONDS (2: a fork of
 # a large dataset, `DEBUG SLEEP 2`, a starved CPU) is not failed over either, and writes resume when it
 # answers again. A primary whose instance manager is stopped (pause-manager) while its server runs is
-# failed over on its expired lease, and the operator fences the server itself first.
+# failed over on its expired lease, and the operator fences the server itself first. A primary whose
+# pod is force-deleted from a node whose kubelet is gone (force-delete-on-lost-node) is failed over on a
+# fence its instance manager acknowledges at the pod's last address, or on its lease: never on the pod's
+# absence alone.
 set -uo pipefail
 E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=e2e/failover/common.sh
 source "$E2E/failover/common.sh"
-ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary primary-cut-from-control-plane stall-server pause-manager"
+ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary primary-cut-from-control-plane stall-server pause-manager force-delete-on-lost-node"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 # RUNS=N [SEED=S]: N scenarios drawn at random (reproducibly for a given SEED) instead.
 if [[ -n ${RUNS:-} ]]; then
@@ -224,6 +227,17 @@ for scenario in $SCENARIOS; do
       sleep "$STALL_SECONDS"
       kill -CONT "$pid"
       expect_failover=no ;;
+    force-delete-on-lost-node)
+      # The primary's kubelet is gone (crashed, or cut from the API server) while its pods run on, and
+      # the pod is force-deleted, as one does to get a pod of a lost node rescheduled: the object is gone
+      # at once, its processes are not. The pod's disappearance proves nothing of them: the operator must
+      # fence them at their last address or wait for the lease.
+      chaos "$node" stop-node --mode kubelet
+      not_ready() { local ready; ready=$("$KUBECTL" get node "$node" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}'); [[ $ready != True ]] || { echo "$node Ready: $ready"; return 1; }; }
+      wait_until "$scenario: $node NotReady" 90 not_ready
+      fault_ms=$(date +%s%3N)
+      k delete pod "$old" --grace-period=0 --force >/dev/null 2>&1 && ok "$scenario: $old force-deleted on NotReady $node, its processes running" \
+        || fail "$scenario: cannot force-delete $old" ;;
     pause-manager)
       # The primary's instance manager stops (SIGSTOP: hung, or starved) while its server runs on: no
       # renewal, no watchdog. The lease lapses and the operator fails over; the old server must not go on
@@ -254,6 +268,11 @@ for scenario in $SCENARIOS; do
   grace_pod="" grace_until=0
   case $scenario in
     cut-network) chaos "$node" restore-network "$NS" "$old" ;;
+    force-delete-on-lost-node)
+      proof=$(k get rcl "$C" -o jsonpath='{.status.lastFailover.fenceProof}')
+      [[ $proof != PodGone ]] && ok "$scenario: the fence was proven otherwise than by the pod's absence ($proof)" \
+        || fail "$scenario: a force-deleted pod was taken for stopped (fenceProof $proof)"
+      chaos "$node" start-node ;;
     pause-manager)
       kill -CONT "$pid"
       fenced=$(k get events --field-selector "involvedObject.name=$C,reason=PrimaryFenced" -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' | grep "^$old takes" | tail -1)

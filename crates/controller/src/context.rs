@@ -28,6 +28,8 @@ pub struct Context {
     pub health_loops: Mutex<BTreeMap<ClusterKey, tokio::task::JoinHandle<()>>>,
     /// When this process first saw the current version of each cluster's primary Lease.
     pub lease_sightings: crate::cluster::health::LeaseSightings,
+    /// The last version of each instance pod this process saw deleted.
+    pub deleted_pods: crate::cluster::health::DeletedPods,
     /// The replicas moved to spread each cluster's instances again, and from which domain.
     pub recent_moves: crate::cluster::spread::RecentMoves,
     /// The failsafe episode of each cluster's primary this process last told about in an Event.

@@ -106,6 +106,7 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
         recorder,
         health_loops: Default::default(),
         lease_sightings: Default::default(),
+        deleted_pods: Default::default(),
         recent_moves: Default::default(),
         failsafe_told: Default::default(),
         acting: Default::default(),

@@ -29,7 +29,8 @@ pub enum Request {
     CutNetwork { namespace: String, pod: String },
     /// Undo `cut-network`.
     RestoreNetwork { namespace: String, pod: String },
-    /// The node goes down: heartbeats and status updates stop, and its pods freeze or die.
+    /// The node goes down: heartbeats and status updates stop, and its pods freeze, die, or (with
+    /// `--mode kubelet`: the kubelet alone is gone) run on.
     StopNode {
         #[arg(long, value_enum, default_value_t = StopMode::Kill)]
         mode: StopMode,
@@ -43,6 +44,9 @@ pub enum Request {
 pub enum StopMode {
     Freeze,
     Kill,
+    /// Only the kubelet stops (crashed, or cut from the API server): its pods run on, unsupervised, and
+    /// a pod deleted meanwhile is stopped only when the node comes back.
+    Kubelet,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -120,6 +124,7 @@ async fn apply(
             match mode {
                 StopMode::Freeze => each_running_pod(kubelet, |h| h.freeze()),
                 StopMode::Kill => kubelet.kill_all().await,
+                StopMode::Kubelet => {}
             }
         }
         Request::StartNode => {

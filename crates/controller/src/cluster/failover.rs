@@ -314,8 +314,13 @@ pub struct LeaseFacts {
 pub struct FenceFacts {
     /// Its instance manager answered a fence call: the server refuses writes.
     pub acknowledged: bool,
-    /// Its pod object is gone, or it is terminating/failed with every container stopped.
+    /// Its pod object is gone.
     pub pod_gone: bool,
+    /// The kubelet reported every container of the pod stopped before the object went away (the last
+    /// version of it this operator saw). A graceful deletion ends so; a forced one (`--grace-period=0
+    /// --force`, or a node's pods deleted while its kubelet is gone) removes the object while the
+    /// processes may still run and take writes.
+    pub pod_stopped: bool,
     pub lease: Option<LeaseFacts>,
 }
 
@@ -362,19 +367,24 @@ pub fn fence_proof(old_primary: &str, facts: &FenceFacts, now: Timestamp) -> Res
     if facts.acknowledged {
         return Ok(FenceProof::Acknowledged);
     }
-    if facts.pod_gone {
+    if facts.pod_gone && facts.pod_stopped {
         return Ok(FenceProof::PodGone);
     }
+    let unreachable = if facts.pod_gone {
+        "was deleted without its containers reported stopped (a forced deletion: it may still run)"
+    } else {
+        "cannot be reached"
+    };
     if facts.lease.is_none() {
         return Err(format!(
-            "{old_primary} cannot be reached and holds no readable primary lease: waiting for its pod to stop"
+            "{old_primary} {unreachable} and holds no readable primary lease: waiting for its pod to stop"
         ));
     }
     // Whoever holds it now, the old primary's own hold ends only at its last renewal plus the duration;
     // a lease renewed by another holder since only moves that point later, which errs on the safe side.
     match lease_proof_in(facts, now) {
         Some(left) if !left.is_zero() => Err(format!(
-            "{old_primary} cannot be reached: waiting {:.1} s for its primary lease to run out",
+            "{old_primary} {unreachable}: waiting {:.1} s for its primary lease to run out",
             left.as_secs_f64()
         )),
         _ => Ok(FenceProof::LeaseExpired),

@@ -70,7 +70,7 @@ async fn run(ctx: Arc<Context>, namespace: String, name: String) {
     // at once rather than at the next period.
     let pod_changed = Arc::new(tokio::sync::Notify::new());
     let pod_watch = tokio::spawn(watch_pods(
-        ctx.client.clone(),
+        ctx.clone(),
         namespace.clone(),
         name.clone(),
         pod_changed.clone(),
@@ -112,6 +112,7 @@ async fn run(ctx: Arc<Context>, namespace: String, name: String) {
     pod_watch.abort();
     lease_watch.abort();
     ctx.lease_sightings.forget(&(namespace.clone(), name.clone()));
+    ctx.deleted_pods.forget(&(namespace.clone(), name.clone()));
     ctx.recent_moves.forget(&(namespace.clone(), name.clone()));
     ctx.failsafe_told
         .lock()
@@ -120,22 +121,59 @@ async fn run(ctx: Arc<Context>, namespace: String, name: String) {
     tracing::info!(%namespace, cluster = %name, "health loop stopped: the cluster is gone");
 }
 
-/// Wakes the health loop on every change of a pod of cluster `name`; restarts its watch on errors.
-async fn watch_pods(
-    client: kube::Client,
-    namespace: String,
-    name: String,
-    changed: Arc<tokio::sync::Notify>,
-) {
-    let pods: Api<Pod> = Api::namespaced(client, &namespace);
+/// Wakes the health loop on every change of a pod of cluster `name`, and keeps the last version of
+/// each deleted pod (`DeletedPods`); restarts its watch on errors.
+async fn watch_pods(ctx: Arc<Context>, namespace: String, name: String, changed: Arc<tokio::sync::Notify>) {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let config = watcher::Config::default().labels(&format!("{LABEL_CLUSTER}={name}"));
     let mut events = std::pin::pin!(watcher(pods, config).default_backoff());
+    let key = (namespace.clone(), name.clone());
     while let Some(event) = events.next().await {
         match event {
-            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => changed.notify_one(),
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                ctx.deleted_pods.exists(&key, &pod);
+                changed.notify_one();
+            }
+            Ok(watcher::Event::Delete(pod)) => {
+                ctx.deleted_pods.saw_deleted(&key, pod);
+                changed.notify_one();
+            }
             Ok(_) => {}
             Err(error) => tracing::debug!(%namespace, cluster = %name, %error, "pod watch"),
         }
+    }
+}
+
+/// The last version of each instance pod this process saw deleted, until a pod of that name exists
+/// again: whether the kubelet reported its containers stopped before the object went away (a graceful
+/// deletion), and the address its processes may still answer at if it did not (a forced one).
+#[derive(Default)]
+pub struct DeletedPods(std::sync::Mutex<BTreeMap<ClusterKey, BTreeMap<String, Pod>>>);
+
+impl DeletedPods {
+    fn saw_deleted(&self, cluster: &ClusterKey, pod: Pod) {
+        let mut deleted = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        deleted
+            .entry(cluster.clone())
+            .or_default()
+            .insert(pod.name_any(), pod);
+    }
+
+    fn exists(&self, cluster: &ClusterKey, pod: &Pod) {
+        let mut deleted = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pods) = deleted.get_mut(cluster) {
+            pods.remove(&pod.name_any());
+        }
+    }
+
+    /// The last version of `name` seen before its deletion.
+    pub fn last_of(&self, cluster: &ClusterKey, name: &str) -> Option<Pod> {
+        let deleted = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        deleted.get(cluster)?.get(name).cloned()
+    }
+
+    fn forget(&self, cluster: &ClusterKey) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(cluster);
     }
 }
 
@@ -516,6 +554,13 @@ async fn report_within(
     }
 }
 
+/// Whether the last version of a deleted pod shows its processes ended: the pod failed or succeeded,
+/// or every container it reported is not running. A pod that reported no container proves nothing.
+fn stopped_for_good(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    matches!(phase, Some("Failed" | "Succeeded")) || containers_stopped(pod)
+}
+
 fn containers_stopped(pod: &Pod) -> bool {
     let statuses = pod
         .status
@@ -619,8 +664,12 @@ async fn drive(
                 Ok(proof) => {
                     // The lease ran out, but a manager that is hung while its server runs did not fence
                     // it: the operator does, before the proof is recorded and the offsets compared.
-                    let server = match (proof, old_pod) {
-                        (FenceProof::LeaseExpired, Some(pod)) => fence_server_of(ctx, cluster, pod).await,
+                    let last_known = old_pod.cloned().or_else(|| {
+                        let key = (cluster.namespace().unwrap_or_default(), cluster.name_any());
+                        ctx.deleted_pods.last_of(&key, &from)
+                    });
+                    let server = match (proof, last_known) {
+                        (FenceProof::LeaseExpired, Some(pod)) => fence_server_of(ctx, cluster, &pod).await,
                         _ => String::new(),
                     };
                     super::status::merge(
@@ -858,9 +907,15 @@ async fn fence_facts(
     let lease_name = primary_lease(&cluster.name_any());
     let (pod_now, lease) = tokio::try_join!(pods.get_opt(from), leases.get_opt(&lease_name))?;
     let key = (namespace, cluster.name_any());
+    // A pod gone proves its processes stopped only if the kubelet said so before the object went away.
+    let deleted = pod_now
+        .is_none()
+        .then(|| ctx.deleted_pods.last_of(&key, from))
+        .flatten();
     let mut facts = FenceFacts {
         acknowledged: false,
         pod_gone: pod_now.is_none(),
+        pod_stopped: deleted.as_ref().is_some_and(stopped_for_good),
         lease: lease.map(|lease| {
             let unchanged_for = ctx.lease_sightings.saw(&key, &lease);
             let spec = lease.spec.unwrap_or_default();
@@ -876,7 +931,8 @@ async fn fence_facts(
         Ok(_) => return Ok(facts),
         Err(_) => failover::lease_proof_in(&facts, Timestamp::now()),
     };
-    if let Some(target) = pod.and_then(|pod| api_target(cluster, pod)) {
+    // A pod deleted by force may still run at its last address: a fence there is proof as any other.
+    if let Some(target) = pod.or(deleted.as_ref()).and_then(|pod| api_target(cluster, pod)) {
         let timeout = waiting.map_or(CALL_TIMEOUT * 2, |left| {
             left.clamp(CALL_TIMEOUT / 9, CALL_TIMEOUT * 2)
         });

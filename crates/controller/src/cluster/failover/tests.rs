@@ -303,23 +303,48 @@ fn lease(holder: &str, renewed: i64) -> Option<LeaseFacts> {
 }
 
 #[test]
-fn an_acknowledged_fence_or_a_gone_pod_is_proof_at_once() {
+fn an_acknowledged_fence_or_a_pod_gone_with_its_containers_stopped_is_proof_at_once() {
     let live = lease("c-1", 0);
     let acknowledged = FenceFacts {
         acknowledged: true,
-        pod_gone: false,
         lease: live.clone(),
+        ..FenceFacts::default()
     };
     assert_eq!(
         fence_proof("c-1", &acknowledged, at(1)),
         Ok(FenceProof::Acknowledged)
     );
     let gone = FenceFacts {
-        acknowledged: false,
         pod_gone: true,
+        pod_stopped: true,
         lease: live,
+        ..FenceFacts::default()
     };
     assert_eq!(fence_proof("c-1", &gone, at(1)), Ok(FenceProof::PodGone));
+}
+
+#[test]
+fn a_pod_force_deleted_while_running_proves_nothing_before_its_lease_runs_out() {
+    // Deleted with --grace-period=0 --force from a node whose kubelet is gone: the object is gone, the
+    // processes may run on and take writes. Only the lease (or an acknowledged fence) proves anything.
+    let forced = FenceFacts {
+        pod_gone: true,
+        pod_stopped: false,
+        lease: seen("c-1", 0, 3 * SECOND).lease,
+        ..FenceFacts::default()
+    };
+    let waiting = fence_proof("c-1", &forced, at(3)).expect_err("no proof yet");
+    assert!(waiting.contains("forced deletion"), "{waiting}");
+    let later = FenceFacts {
+        lease: seen("c-1", 0, 16 * SECOND).lease,
+        ..forced.clone()
+    };
+    assert_eq!(fence_proof("c-1", &later, at(16)), Ok(FenceProof::LeaseExpired));
+    let no_lease = FenceFacts {
+        lease: None,
+        ..forced
+    };
+    assert!(fence_proof("c-1", &no_lease, at(16)).is_err());
 }
 
 /// A lease renewed (by its stored time) at `renewed`, seen unchanged by the operator for `seen`.
