@@ -151,11 +151,32 @@ fn read_file(path: &PathBuf) -> Result<ClusterView, SourceError> {
     })
 }
 
+/// What tells one version of a followed file from the next: its modification time alone does not, since
+/// two writes within one tick of the kernel's coarse clock (a few milliseconds) leave the same time; a
+/// file replaced by a rename (how it is written, as a mounted ConfigMap is) has a new inode, and a
+/// rewrite in place mostly a new length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileVersion {
+    modified: SystemTime,
+    inode: u64,
+    len: u64,
+}
+
+fn file_version(path: &std::path::Path) -> Option<FileVersion> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(FileVersion {
+        modified: meta.modified().ok()?,
+        inode: meta.ino(),
+        len: meta.len(),
+    })
+}
+
 async fn follow_file(path: PathBuf, sender: watch::Sender<Option<Arc<ClusterView>>>) {
-    let mut seen: Option<SystemTime> = None;
+    let mut seen: Option<FileVersion> = None;
     let mut reported = false;
     loop {
-        let modified = std::fs::metadata(&path).and_then(|meta| meta.modified()).ok();
+        let modified = file_version(&path);
         if modified.is_some() && modified != seen {
             match read_file(&path) {
                 Ok(view) => {
@@ -247,5 +268,40 @@ async fn follow_kubernetes(
             }
             changed
         });
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn a_file_replaced_within_one_clock_tick_is_a_new_version() {
+        let dir = std::env::temp_dir().join(format!("cnredis-source-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cluster.json");
+        let write = |text: &str, at: SystemTime| {
+            let temporary = dir.join("cluster.tmp");
+            std::fs::write(&temporary, text).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&temporary)
+                .unwrap()
+                .set_modified(at)
+                .unwrap();
+            std::fs::rename(&temporary, &path).unwrap();
+        };
+        let tick = SystemTime::now();
+        write(r#"{"status": {"currentPrimary": "c-1"}}"#, tick);
+        let first = file_version(&path).unwrap();
+        // The same length and the same modification time: only the inode tells them apart.
+        write(r#"{"status": {"currentPrimary": "c-2"}}"#, tick);
+        let second = file_version(&path).unwrap();
+        assert_eq!(first.modified, second.modified);
+        assert_ne!(
+            first, second,
+            "a second write within the same tick looks unchanged"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
