@@ -5,6 +5,8 @@ SHELL := /bin/bash
 TARGET      := x86_64-unknown-linux-gnu
 RELEASE_BIN := $(CURDIR)/target/$(TARGET)/release/cnredis
 HELM         = $(shell hack/install-helm.sh | tail -1)
+# The tests' build: the instance manager's failpoints compiled in (crates/instance/src/failpoint.rs).
+TEST_FEATURES := --features cnredis/failpoints
 
 .PHONY: all build tools deps generate test fmt-check clippy deps-check unit check-generated chart-test admission-e2e e2e e2e-smoke chaos cluster-up cluster-down cluster-status demo clean
 
@@ -12,8 +14,9 @@ all: build
 
 ## build: the static release binaries (cnredis, the kubectl plugin kubectl-cnredis, and the local
 ## cluster's cnredis-kubelet)
+## (with the failpoints the chaos suite arms: `crates/instance/src/failpoint.rs`, inert unless armed)
 build:
-	cargo build --release --locked -p cnredis -p kubectl-cnredis -p cnredis-kubelet
+	cargo build --release --locked $(TEST_FEATURES) -p cnredis -p kubectl-cnredis -p cnredis-kubelet
 
 ## tools: build (once, cached under ~/.cache/cnredis) the tools the checks need
 tools:
@@ -35,7 +38,7 @@ fmt-check:
 	cargo fmt --all -- --check
 
 clippy:
-	cargo clippy --locked --workspace --all-targets -- -D warnings
+	cargo clippy --locked --workspace --all-targets $(TEST_FEATURES) -- -D warnings
 
 ## deps-check: the plugin and the API crate link only what they need; k8s-openapi is built for the
 ## Kubernetes version the e2e runs
@@ -44,7 +47,7 @@ deps-check:
 
 ## unit: unit tests, and the instance manager's integration tests against real servers
 unit: build deps
-	CNREDIS_BIN=$(RELEASE_BIN) cargo test --locked --workspace
+	CNREDIS_BIN=$(RELEASE_BIN) cargo test --locked --workspace $(TEST_FEATURES)
 
 check-generated: tools
 	HELM=$(HELM) cargo xtask check

@@ -148,6 +148,18 @@ fn error(status: StatusCode, reason: &str, message: impl Into<String>) -> Respon
     (status, Json(body)).into_response()
 }
 
+/// The failure of a call whose failpoint the chaos suite armed (only in a build with failpoints).
+fn injected_fault(manager: &Manager, call: &str) -> Option<Response> {
+    crate::failpoint::armed(&manager.identity.data_dir, call).then(|| {
+        tracing::warn!(call, "failing the call: its failpoint is armed");
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failpoint",
+            format!("the failpoint `{call}` is armed"),
+        )
+    })
+}
+
 /// Only the operator may change the server: the refusal for anybody else.
 fn refusal(caller: &Caller) -> Option<Response> {
     match caller {
@@ -311,6 +323,9 @@ async fn promote(State(manager): State<Arc<Manager>>, Extension(caller): Extensi
     if let Some(refusal) = refusal(&caller) {
         return refusal;
     }
+    if let Some(injected) = injected_fault(&manager, "promote") {
+        return injected;
+    }
     answer(manager.promote().await)
 }
 
@@ -321,6 +336,9 @@ async fn demote(
 ) -> Response {
     if let Some(refusal) = refusal(&caller) {
         return refusal;
+    }
+    if let Some(injected) = injected_fault(&manager, "demote") {
+        return injected;
     }
     let Some(Json(request)) = body else {
         return error(

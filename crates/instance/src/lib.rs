@@ -8,6 +8,7 @@
 pub mod backup;
 pub mod config;
 pub mod decide;
+pub mod failpoint;
 pub mod failsafe;
 pub mod http;
 pub mod info;

@@ -364,7 +364,13 @@ async fn tick(ctx: &Arc<Context>, cluster: &RedisCluster) -> Result<Duration, He
             };
             let cluster = &cluster;
             let fresh = cluster.status.clone().unwrap_or_default();
-            if fresh.failover.is_some() || fresh.current_primary.as_deref() != Some(primary.as_str()) {
+            // A switchover that ended while this waited for the lock (completed, or rolled back with
+            // `targetPrimary` on the primary again) moved the lease on purpose: the next poll decides
+            // from what holds after it.
+            if fresh.failover.is_some()
+                || fresh.current_primary.as_deref() != Some(primary.as_str())
+                || fresh.target_primary != status.target_primary
+            {
                 return Ok(next);
             }
             let progress = FailoverProgress {
@@ -689,6 +695,7 @@ async fn drive(
                         &note,
                     )
                     .await;
+                    crate::failpoint::exit_at(ctx, cluster, crate::failpoint::FAILOVER_FENCED).await;
                     proof.as_str().to_string()
                 }
                 Err(waiting) => {
@@ -721,6 +728,7 @@ async fn drive(
                            "phaseReason": format!("promoting {to} in place of {from}")}),
                 )
                 .await?;
+                crate::failpoint::exit_at(ctx, cluster, crate::failpoint::FAILOVER_CHOSEN).await;
                 to
             }
             Err(not_chosen) => {
@@ -780,7 +788,7 @@ async fn drive(
         set_role(ctx, cluster, &name, Some(ROLE_REPLICA)).await?;
     }
     match tokio::time::timeout(PROMOTE_TIMEOUT, ctx.instance_api.promote(&target)).await {
-        Ok(Ok(_)) => {}
+        Ok(Ok(_)) => crate::failpoint::exit_at(ctx, cluster, crate::failpoint::FAILOVER_PROMOTED).await,
         Ok(Err(error)) => {
             let why = format!("promoting {to}: {error}");
             set_phase_reason(ctx, cluster, &status, &why).await?;

@@ -436,6 +436,16 @@ fn switchover_target_not_in_sync(
     if !is_live(instance) {
         return Some("its pod is being created or replaced".to_string());
     }
+    // Promoted already, by a switchover cut short before it named it current primary (only the
+    // operator's promotion makes a target that is not current a primary): the switchover resumes to its
+    // end. Waiting instead would lift the old primary's fence beside a writable new one.
+    if instance
+        .report
+        .as_ref()
+        .is_some_and(|report| report.role == Role::Primary)
+    {
+        return None;
+    }
     let not_in_sync = match &instance.report {
         None => Some("its instance manager does not answer".to_string()),
         Some(report) => report.not_in_sync(primary, wanted.max_sync_lag_seconds),

@@ -257,12 +257,17 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
         )
         .await;
         match super::switchover::run(ctx, cluster, &world, switchover).await {
-            Ok(unavailable) => {
-                let note = format!(
-                    "{} is the primary; writes were refused for {} ms",
-                    switchover.to,
-                    unavailable.as_millis()
-                );
+            Ok(completed) => {
+                let refused = match completed.unavailable {
+                    Some(unavailable) => format!("writes were refused for {} ms", unavailable.as_millis()),
+                    None => "resumed after its promotion".to_string(),
+                };
+                let deferred = completed
+                    .demotion_deferred
+                    .as_deref()
+                    .map(|why| format!("; {why}"))
+                    .unwrap_or_default();
+                let note = format!("{} is the primary; {refused}{deferred}", switchover.to);
                 publish(
                     ctx,
                     cluster,
@@ -272,12 +277,15 @@ async fn reconcile_inner(cluster: &RedisCluster, ctx: &Arc<Context>) -> Result<A
                     &note,
                 )
                 .await;
-                ctx.metrics.switchover(unavailable);
+                if let Some(unavailable) = completed.unavailable {
+                    ctx.metrics.switchover(unavailable);
+                }
                 tracing::info!(
                     cluster = %name,
                     from = %switchover.from,
                     to = %switchover.to,
-                    unavailable_ms = unavailable.as_millis() as u64,
+                    unavailable_ms = completed.unavailable.map(|u| u.as_millis() as u64),
+                    demotion_deferred = completed.demotion_deferred,
                     "switchover completed"
                 );
                 return Ok(Action::requeue(Duration::from_millis(500)));
@@ -348,8 +356,17 @@ async fn lift_stale_fence(
     if plan.target_primary.as_deref() != Some(primary) && !plan.switchover_waiting {
         return;
     }
+    // Never beside another primary: a target promoted by a switchover cut short is finished first.
+    let other_primary = world.instances.iter().any(|i| {
+        i.name != primary
+            && i.report
+                .as_ref()
+                .is_some_and(|r| r.role == cnredis_instance_client::wire::Role::Primary)
+    });
     for instance in &world.instances {
-        if annotated.iter().any(|f| f == "*" || *f == instance.name) {
+        if annotated.iter().any(|f| f == "*" || *f == instance.name)
+            || (other_primary && instance.name == primary)
+        {
             continue;
         }
         let stale = instance.report.as_ref().is_some_and(|r| {

@@ -403,6 +403,29 @@ fn a_switchover_in_progress_is_resumed_before_anything_else() {
 }
 
 #[test]
+fn a_switchover_whose_target_was_promoted_before_the_operator_stopped_is_finished_not_waited_for() {
+    let mut wanted = wanted(3);
+    wanted.target_primary = Some("c-2".to_string());
+    // The operator exited between c-2's promotion and naming it currentPrimary: c-2 reports itself
+    // primary, and no longer "in sync" with c-1 as a replica would be.
+    let observed = vec![
+        instance(1, Role::Primary),
+        instance(2, Role::Primary),
+        instance(3, Role::Replica),
+    ];
+    let resumed = plan(&wanted, &observed);
+    assert_eq!(
+        resumed.switchover,
+        Some(Switchover {
+            from: "c-1".to_string(),
+            to: "c-2".to_string()
+        }),
+        "waiting would lift c-1's fence beside the writable c-2"
+    );
+    assert!(!resumed.switchover_waiting);
+}
+
+#[test]
 fn a_switchover_waits_with_the_primary_unfenced_while_its_target_is_not_in_sync() {
     let mut wanted = wanted(3);
     wanted.target_primary = Some("c-2".to_string());
