@@ -92,7 +92,7 @@ LONG_OUTAGE_SECONDS=${LONG_OUTAGE_SECONDS:-120}
 ROLLBACK_GAP_MS=${ROLLBACK_GAP_MS:-20000}
 # operator-killed-at-*: the longest a client may go without an acknowledged write when the operator exits
 # in the middle of a switchover or failover and its restarted container takes it up.
-OPERATOR_RESTART_GAP_MS=${OPERATOR_RESTART_GAP_MS:-20000}
+OPERATOR_RESTART_GAP_MS=${OPERATOR_RESTART_GAP_MS:-30000}
 # stall-server: how long the primary's server is paused, and the longest a client may then go without
 # an acknowledged write (the stall, plus the margin of the control-plane faults).
 STALL_SECONDS=${STALL_SECONDS:-2}
