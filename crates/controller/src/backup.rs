@@ -1,5 +1,5 @@
 //! Backups: the RedisBackup controller (`controller`), which instance takes one (`choose`), retention
-//! applied to the bucket (`cleanup`), and the pure rules of scheduling (`schedule`) and retention
+//! applied to the bucket (`cleanup`), where backups are stored and with which credentials (`store`), and the pure rules of scheduling (`schedule`) and retention
 //! (`retention`).
 
 pub mod choose;
@@ -9,3 +9,4 @@ pub mod recovery;
 pub mod retention;
 pub mod schedule;
 pub mod scheduler;
+pub mod store;

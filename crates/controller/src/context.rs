@@ -12,8 +12,8 @@ use kube::{Client, ResourceExt};
 
 use crate::metrics::Metrics;
 
-/// A cluster by namespace and name.
-pub type ClusterKey = (String, String);
+pub use crate::memory::ClusterKey;
+use crate::memory::{DeletedPods, LeaseSightings, RecentMoves};
 
 pub struct Context {
     pub client: Client,
@@ -27,11 +27,11 @@ pub struct Context {
     /// The health loop of each cluster, by namespace and name.
     pub health_loops: Mutex<BTreeMap<ClusterKey, tokio::task::JoinHandle<()>>>,
     /// When this process first saw the current version of each cluster's primary Lease.
-    pub lease_sightings: crate::cluster::health::LeaseSightings,
+    pub lease_sightings: LeaseSightings,
     /// The last version of each instance pod this process saw deleted.
-    pub deleted_pods: crate::cluster::health::DeletedPods,
+    pub deleted_pods: DeletedPods,
     /// The replicas moved to spread each cluster's instances again, and from which domain.
-    pub recent_moves: crate::cluster::spread::RecentMoves,
+    pub recent_moves: RecentMoves,
     /// The failsafe episode of each cluster's primary this process last told about in an Event.
     pub failsafe_told: Mutex<BTreeMap<ClusterKey, cnredis_instance_client::wire::FailsafeEpisode>>,
     /// One lock per cluster, held by whoever changes its primary (a reconcile, a failover step), so

@@ -3,7 +3,9 @@
 //! cache's lifetime showed as "x2" of the first one's message ("pl-3 is the primary" when pl-2 had
 //! become it). So the action carries a digest of the message, and only identical messages fold.
 
-use k8s_openapi::api::core::v1::ObjectReference;
+use cnredis_api::RedisCluster;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::Resource;
 use kube::runtime::events::{Event, EventType};
 
 use crate::context::Context;
@@ -17,7 +19,7 @@ pub fn series_action(action: &str, note: &str) -> String {
 }
 
 /// Publishes an Event on `regarding` (about `related`, if any); a failure is logged, never fatal.
-pub async fn publish(
+pub async fn emit(
     ctx: &Context,
     regarding: &ObjectReference,
     related: Option<ObjectReference>,
@@ -38,6 +40,42 @@ pub async fn publish(
     if let Err(error) = ctx.recorder.publish(&event, regarding).await {
         tracing::warn!(%error, reason, "cannot publish an event");
     }
+}
+
+/// An Event on the cluster.
+pub async fn publish(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
+    publish_about(ctx, cluster, None, type_, reason, action, note).await
+}
+
+/// An Event on the cluster about one of its pods: the pod is the related object, so that events about
+/// different pods are not folded into one series.
+pub async fn publish_about(
+    ctx: &Context,
+    cluster: &RedisCluster,
+    pod: Option<&Pod>,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
+    let related = pod.map(|pod| pod.object_ref(&()));
+    emit(
+        ctx,
+        &cluster.object_ref(&()),
+        related,
+        type_,
+        reason,
+        action,
+        note,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -9,5 +9,6 @@ pub mod credentials;
 pub mod events;
 pub mod failpoint;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod run;

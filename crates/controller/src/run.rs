@@ -49,7 +49,7 @@ fn error_policy(cluster: Arc<RedisCluster>, error: &ReconcileError, ctx: Arc<Con
     let reason = error.kind();
     tokio::spawn(async move {
         let event_type = kube::runtime::events::EventType::Warning;
-        crate::cluster::reconcile::publish(&ctx, &cluster, event_type, reason, "Reconcile", &message).await;
+        crate::events::publish(&ctx, &cluster, event_type, reason, "Reconcile", &message).await;
     });
     Action::requeue(Duration::from_secs(5))
 }

@@ -8,19 +8,17 @@ use std::collections::BTreeMap;
 
 use cnredis_api::RedisCluster;
 use cnredis_api::backup::{BackupPhase, RedisBackup};
-use cnredis_api::common::ObjectStore as StoreSpec;
-use cnredis_instance_client::objects::{self, Credentials};
+use cnredis_instance_client::objects;
 use cnredis_instance_client::wire::{BackupManifest, MANIFEST_FILE};
 use futures::TryStreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Secret, SecretKeySelector};
 use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use super::controller::store_location;
 use super::retention::{Artifact, State, Window, obsolete};
+use super::store::{read_credentials, store_location};
 use crate::context::Context;
 
 /// Applies the retention policy of `cluster`; the names of the backups removed.
@@ -135,42 +133,4 @@ async fn read_manifest(store: &dyn ObjectStore, path: &ObjectPath) -> Option<Tim
     let bytes = store.get(path).await.ok()?.bytes().await.ok()?;
     let manifest: BackupManifest = serde_json::from_slice(&bytes).ok()?;
     manifest.stopped_at.parse().ok()
-}
-
-pub async fn read_credentials(
-    ctx: &Context,
-    namespace: &str,
-    store: &StoreSpec,
-) -> Result<Credentials, String> {
-    let credentials = &store.s3_credentials;
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let read = |selector: SecretKeySelector| {
-        let secrets = secrets.clone();
-        async move {
-            let secret = secrets
-                .get_opt(&selector.name)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("Secret {} does not exist", selector.name))?;
-            let value = secret
-                .data
-                .and_then(|data| data.get(&selector.key).cloned())
-                .ok_or_else(|| format!("Secret {} has no key {}", selector.name, selector.key))?;
-            String::from_utf8(value.0)
-                .map(|text| text.trim().to_string())
-                .map_err(|_| format!("Secret {} key {} is not text", selector.name, selector.key))
-        }
-    };
-    Ok(Credentials {
-        access_key_id: read(credentials.access_key_id.clone()).await?,
-        secret_access_key: read(credentials.secret_access_key.clone()).await?,
-        session_token: match &credentials.session_token {
-            Some(selector) => Some(read(selector.clone()).await?),
-            None => None,
-        },
-        ca_bundle: match &store.endpoint_ca {
-            Some(selector) => Some(read(selector.clone()).await?),
-            None => None,
-        },
-    })
 }

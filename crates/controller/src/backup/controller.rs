@@ -9,11 +9,8 @@ use std::time::Duration;
 
 use cnredis_api::RedisCluster;
 use cnredis_api::backup::{BackupPhase, DEFAULT_BACKUP_TIMEOUT_SECONDS, RedisBackup, RedisBackupStatus};
-use cnredis_api::common::ObjectStore;
-use cnredis_api::names::BACKUP_CREDENTIALS;
 use cnredis_instance_client::ClientError;
-use cnredis_instance_client::objects;
-use cnredis_instance_client::wire::{self, BackupRequest, StoreLocation};
+use cnredis_instance_client::wire::{self, BackupRequest};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -24,7 +21,8 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::choose::choose;
-use crate::cluster::health::api_target;
+use super::store::store_location;
+use crate::cluster::instance_api::api_target;
 use crate::cluster::observe::observe;
 use crate::conditions;
 use crate::context::Context;
@@ -289,7 +287,7 @@ async fn retention(ctx: &Context, cluster: &RedisCluster) {
                     .unwrap_or(""),
                 gone.join(", ")
             );
-            crate::cluster::reconcile::publish(
+            crate::events::publish(
                 ctx,
                 cluster,
                 EventType::Normal,
@@ -301,7 +299,7 @@ async fn retention(ctx: &Context, cluster: &RedisCluster) {
         }
         Err(why) => {
             let note = format!("retention policy not applied: {why}");
-            crate::cluster::reconcile::publish(
+            crate::events::publish(
                 ctx,
                 cluster,
                 EventType::Warning,
@@ -409,21 +407,13 @@ async fn write_status(
 }
 
 async fn publish(ctx: &Context, backup: &RedisBackup, type_: EventType, reason: &str, note: &str) {
-    crate::events::publish(ctx, &backup.object_ref(&()), None, type_, reason, "Backup", note).await
-}
-
-/// `s3://bucket/prefix` as the instance manager's store location (credentials: the cluster's own).
-pub fn store_location(store: &ObjectStore) -> Result<StoreLocation, String> {
-    objects::location(
-        &store.destination_path,
-        store.endpoint_url.clone(),
-        &store.region,
-        BACKUP_CREDENTIALS,
-    )
+    crate::events::emit(ctx, &backup.object_ref(&()), None, type_, reason, "Backup", note).await
 }
 
 #[cfg(test)]
 mod tests {
+    use cnredis_api::common::ObjectStore;
+
     use super::*;
 
     fn store(path: &str) -> ObjectStore {

@@ -14,7 +14,7 @@ use futures::TryStreamExt;
 use kube::{Api, ResourceExt};
 use object_store::ObjectStoreExt;
 
-use super::cleanup::read_credentials;
+use super::store::read_credentials;
 use crate::context::Context;
 
 /// The backup a new cluster restores, or why it cannot.

@@ -249,7 +249,7 @@ async fn publish(
     reason: &str,
     note: &str,
 ) {
-    crate::events::publish(
+    crate::events::emit(
         ctx,
         &scheduled.object_ref(&()),
         None,

@@ -17,11 +17,12 @@ use kube::api::{DeleteParams, ListParams};
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 
+use super::apply::{ReconcileError, apply};
 use super::observe::{World, owned_by};
-use super::reconcile::{ReconcileError, apply, publish};
 use super::resources;
 use crate::context::Context;
 use crate::credentials;
+use crate::events::publish;
 
 /// The instance-API Secrets `cluster` needs, by name, with the name the certificate in each must carry:
 /// one per instance that has a pod or a PVC or is about to be created (`create`), and the cluster-wide
@@ -43,7 +44,7 @@ pub fn wanted(cluster: &RedisCluster, world: &World, create: &[u32]) -> BTreeMap
     if world
         .pods
         .values()
-        .any(|pod| super::health::mounts_shared_api_secret(cluster, pod))
+        .any(|pod| super::instance_api::mounts_shared_api_secret(cluster, pod))
     {
         wanted.insert(
             instance_api_secret(&name),

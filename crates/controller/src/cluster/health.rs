@@ -12,10 +12,9 @@ use std::time::Duration;
 use cnredis_api::RedisCluster;
 use cnredis_api::cluster::{FailoverProgress, FailoverRecord, PrimaryFailing, condition};
 use cnredis_api::names::{
-    ANNOTATION_FENCED_INSTANCES, FencedInstances, INSTANCE_API_PORT, LABEL_CLUSTER, LABEL_ROLE, REDIS_PORT,
-    ROLE_PRIMARY, ROLE_REPLICA, instance_serial, primary_lease,
+    ANNOTATION_FENCED_INSTANCES, FencedInstances, LABEL_CLUSTER, LABEL_ROLE, REDIS_PORT, ROLE_PRIMARY,
+    ROLE_REPLICA, instance_serial, primary_lease,
 };
-use cnredis_instance_client::Target;
 use cnredis_instance_client::wire::InstanceReport;
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -32,8 +31,9 @@ use super::failover::{
     self, Candidate, Detection, Failing, Failure, FenceFacts, FenceProof, LeaseFacts, PrimaryFacts,
 };
 use super::fence;
-use super::reconcile::{publish, publish_about};
-use crate::context::{ClusterKey, Context};
+use super::instance_api::api_target;
+use crate::context::Context;
+use crate::events::{publish, publish_about};
 
 /// Period of the health loop.
 pub const PERIOD: Duration = Duration::from_secs(1);
@@ -144,39 +144,6 @@ async fn watch_pods(ctx: Arc<Context>, namespace: String, name: String, changed:
     }
 }
 
-/// The last version of each instance pod this process saw deleted, until a pod of that name exists
-/// again: whether the kubelet reported its containers stopped before the object went away (a graceful
-/// deletion), and the address its processes may still answer at if it did not (a forced one).
-#[derive(Default)]
-pub struct DeletedPods(std::sync::Mutex<BTreeMap<ClusterKey, BTreeMap<String, Pod>>>);
-
-impl DeletedPods {
-    fn saw_deleted(&self, cluster: &ClusterKey, pod: Pod) {
-        let mut deleted = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        deleted
-            .entry(cluster.clone())
-            .or_default()
-            .insert(pod.name_any(), pod);
-    }
-
-    fn exists(&self, cluster: &ClusterKey, pod: &Pod) {
-        let mut deleted = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(pods) = deleted.get_mut(cluster) {
-            pods.remove(&pod.name_any());
-        }
-    }
-
-    /// The last version of `name` seen before its deletion.
-    pub fn last_of(&self, cluster: &ClusterKey, name: &str) -> Option<Pod> {
-        let deleted = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        deleted.get(cluster)?.get(name).cloned()
-    }
-
-    fn forget(&self, cluster: &ClusterKey) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(cluster);
-    }
-}
-
 /// Notes every version of the primary Lease of cluster `name` as it is written; restarts its watch on
 /// errors.
 async fn watch_lease(ctx: Arc<Context>, namespace: String, name: String) {
@@ -192,60 +159,6 @@ async fn watch_lease(ctx: Arc<Context>, namespace: String, name: String) {
             Ok(_) => {}
             Err(error) => tracing::debug!(%namespace, cluster = %name, %error, "lease watch"),
         }
-    }
-}
-
-/// When this process first saw the current version (`resourceVersion`) of each cluster's primary
-/// Lease, on its monotonic clock. Only ever errs late: a version is timed from its first sighting, by
-/// the watch or by a read, whichever comes first, and any new version starts the count again.
-#[derive(Default)]
-pub struct LeaseSightings(std::sync::Mutex<BTreeMap<ClusterKey, Sighting>>);
-
-/// The first sighting of one version of a primary Lease.
-struct Sighting {
-    version: String,
-    holder: Option<String>,
-    duration: Duration,
-    at: std::time::Instant,
-}
-
-impl LeaseSightings {
-    /// Notes a sighting of `lease`; returns how long its version has been seen unchanged (`None` for a
-    /// Lease without a version).
-    pub fn saw(&self, cluster: &ClusterKey, lease: &Lease) -> Option<Duration> {
-        let version = lease.resource_version()?;
-        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match seen.get(cluster) {
-            Some(known) if known.version == version => Some(known.at.elapsed()),
-            _ => {
-                let spec = lease.spec.clone().unwrap_or_default();
-                let sighting = Sighting {
-                    version,
-                    holder: spec.holder_identity,
-                    duration: Duration::from_secs(spec.lease_duration_seconds.unwrap_or(15).max(0) as u64),
-                    at: std::time::Instant::now(),
-                };
-                seen.insert(cluster.clone(), sighting);
-                Some(Duration::ZERO)
-            }
-        }
-    }
-
-    /// How long ago the current version of the Lease was first seen, if `holder` holds it, and its
-    /// duration.
-    pub fn renewed_by(&self, cluster: &ClusterKey, holder: &str) -> (Option<Duration>, Duration) {
-        let seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match seen.get(cluster) {
-            Some(known) => (
-                (known.holder.as_deref() == Some(holder)).then(|| known.at.elapsed()),
-                known.duration,
-            ),
-            None => (None, Duration::ZERO),
-        }
-    }
-
-    fn forget(&self, cluster: &ClusterKey) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(cluster);
     }
 }
 
@@ -511,36 +424,6 @@ pub async fn owned_pods(ctx: &Context, cluster: &RedisCluster) -> Result<BTreeMa
         .filter(|pod| instance_serial(&cluster.name_any(), &pod.name_any()).is_some())
         .map(|pod| (pod.name_any(), pod))
         .collect())
-}
-
-/// Where the instance API of `pod` answers, and the name its certificate must carry: the pod's own
-/// (`cnredis_pki::instance_server_name`), or the cluster-wide one while the pod still mounts the
-/// cluster-wide Secret (created by an operator before per-instance certificates).
-pub fn api_target(cluster: &RedisCluster, pod: &Pod) -> Option<Target> {
-    let ip: IpAddr = pod.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
-    Some(Target {
-        server_name: api_server_name(cluster, pod),
-        address: SocketAddr::new(ip, INSTANCE_API_PORT),
-    })
-}
-
-fn api_server_name(cluster: &RedisCluster, pod: &Pod) -> String {
-    let (name, namespace) = (cluster.name_any(), cluster.namespace().unwrap_or_default());
-    if mounts_shared_api_secret(cluster, pod) {
-        cnredis_pki::instance_api_server_name(&name, &namespace)
-    } else {
-        cnredis_pki::instance_server_name(&pod.name_any(), &name, &namespace)
-    }
-}
-
-/// Whether `pod` mounts the cluster-wide instance-API Secret (it was created before each instance had
-/// its own certificate).
-pub fn mounts_shared_api_secret(cluster: &RedisCluster, pod: &Pod) -> bool {
-    let shared = cnredis_api::names::instance_api_secret(&cluster.name_any());
-    pod.spec
-        .iter()
-        .flat_map(|spec| spec.volumes.iter().flatten())
-        .any(|volume| volume.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some(shared.as_str()))
 }
 
 async fn report_of(ctx: &Context, cluster: &RedisCluster, pod: &Pod) -> Option<InstanceReport> {

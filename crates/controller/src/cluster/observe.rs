@@ -98,7 +98,7 @@ pub async fn observe(
         if pod.metadata.deletion_timestamp.is_some() {
             return None;
         }
-        let target = super::health::api_target(cluster, pod)?;
+        let target = super::instance_api::api_target(cluster, pod)?;
         let pod_name = pod_name.clone();
         Some(async move {
             let report = poll(instance_api, &target).await;

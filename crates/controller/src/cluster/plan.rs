@@ -77,7 +77,7 @@ pub struct Wanted {
     pub bootstrap_refused: Option<String>,
     /// A replica to restart so that the scheduler places it in a failure domain without instances
     /// (`spread::planned_move`): done only when nothing else is to be done.
-    pub spread: Option<crate::cluster::spread::Move>,
+    pub spread: Option<Move>,
 }
 
 /// A deletion the shell executes.
@@ -89,6 +89,15 @@ pub struct Removal {
     pub why: String,
     /// The Event's reason: `InstanceRemoved`, `InstanceRestarted` or `InstanceMoved`.
     pub reason: &'static str,
+}
+
+/// A replica to restart so that the scheduler places it in a free domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub instance: String,
+    /// The domain it leaves.
+    pub from: String,
+    pub why: String,
 }
 
 /// A planned change of primary: fence `from`, wait for `to` to catch up, promote `to`, demote `from`.

@@ -5,54 +5,25 @@ use std::time::{Duration, Instant};
 
 use cnredis_api::RedisCluster;
 use cnredis_api::names::{
-    ANNOTATION_FENCED_INSTANCES, ANNOTATION_RELOADED_AT, FIELD_MANAGER, FencedInstances, LABEL_ROLE,
-    instance_name,
+    ANNOTATION_FENCED_INSTANCES, ANNOTATION_RELOADED_AT, FencedInstances, LABEL_ROLE, instance_name,
 };
 use cnredis_api::quantity;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
+pub use super::apply::ReconcileError;
+use super::apply::{apply, apply_params};
 use super::observe::{World, observe};
 use super::plan::{MOVED, PHASE_BOOTSTRAP_FAILED, Plan, Wanted, plan};
 use super::resources::{self, PodInputs};
 use super::status;
 use crate::context::Context;
-use crate::credentials::{self, CredentialsError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
-    #[error("{0}")]
-    Credentials(#[from] CredentialsError),
-    #[error("{0}")]
-    Serialize(#[from] serde_json::Error),
-    #[error("RedisCluster has no namespace")]
-    NoNamespace,
-    #[error("{0}")]
-    InvalidSpec(String),
-}
-
-impl ReconcileError {
-    /// Label of the error in metrics and the reason of its Event.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Kube(_) => "KubernetesApi",
-            Self::Credentials(_) => "Credentials",
-            Self::Serialize(_) => "Serialization",
-            Self::NoNamespace => "NoNamespace",
-            Self::InvalidSpec(_) => "InvalidSpec",
-        }
-    }
-}
-
-fn apply_params() -> PatchParams {
-    PatchParams::apply(FIELD_MANAGER).force()
-}
+use crate::credentials;
+use crate::events::{publish, publish_about};
 
 pub async fn reconcile(cluster: Arc<RedisCluster>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let started = Instant::now();
@@ -378,7 +349,7 @@ async fn lift_stale_fence(
         let target = world
             .pods
             .get(&instance.name)
-            .and_then(|pod| super::health::api_target(cluster, pod));
+            .and_then(|pod| super::instance_api::api_target(cluster, pod));
         let (true, Some(target)) = (stale, target) else {
             continue;
         };
@@ -734,57 +705,6 @@ where
         Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
         Err(error) => Err(error),
     }
-}
-
-/// Server-side apply under the one field manager.
-pub async fn apply<K>(client: &kube::Client, namespace: &str, object: &K) -> Result<(), kube::Error>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let name = object.meta().name.clone().unwrap_or_default();
-    api.patch(&name, &apply_params(), &Patch::Apply(object)).await?;
-    Ok(())
-}
-
-pub async fn publish(
-    ctx: &Context,
-    cluster: &RedisCluster,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: &str,
-) {
-    publish_about(ctx, cluster, None, type_, reason, action, note).await
-}
-
-/// An Event on the cluster about one of its pods: the pod is the related object, so that events about
-/// different pods are not folded into one series.
-pub async fn publish_about(
-    ctx: &Context,
-    cluster: &RedisCluster,
-    pod: Option<&Pod>,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: &str,
-) {
-    let related = pod.map(|pod| pod.object_ref(&()));
-    crate::events::publish(
-        ctx,
-        &cluster.object_ref(&()),
-        related,
-        type_,
-        reason,
-        action,
-        note,
-    )
-    .await
 }
 
 #[cfg(test)]

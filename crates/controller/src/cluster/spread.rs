@@ -13,7 +13,7 @@
 //! [`RETRY_AFTER`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cnredis_api::RedisCluster;
 use cnredis_api::cluster::PodAntiAffinityType;
@@ -24,6 +24,7 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 use super::observe::World;
+pub use super::plan::Move;
 use crate::context::{ClusterKey, Context};
 
 /// The node label the kubelet sets to the node's name: the default topology key.
@@ -157,15 +158,6 @@ pub struct Placed {
     pub open: BTreeSet<String>,
 }
 
-/// A replica to restart so that the scheduler places it in a free domain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Move {
-    pub instance: String,
-    /// The domain it leaves.
-    pub from: String,
-    pub why: String,
-}
-
 /// The instances in each domain, by name.
 fn by_domain(instances: &[Placed]) -> BTreeMap<&str, Vec<&str>> {
     let mut domains: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -209,36 +201,6 @@ pub fn replica_to_move(instances: &[Placed]) -> Option<Move> {
             ),
         })
     })
-}
-
-/// The domain a replica was moved from, and when.
-type Moved = (String, Instant);
-
-/// The last move of each cluster's replicas: a replica back in the domain it left is held back.
-#[derive(Default)]
-pub struct RecentMoves(std::sync::Mutex<BTreeMap<ClusterKey, BTreeMap<String, Moved>>>);
-
-impl RecentMoves {
-    pub fn record(&self, key: &ClusterKey, instance: &str, from_domain: &str) {
-        let mut moves = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        moves
-            .entry(key.clone())
-            .or_default()
-            .insert(instance.to_string(), (from_domain.to_string(), Instant::now()));
-    }
-
-    /// Moved less than [`RETRY_AFTER`] ago and in the domain it left again.
-    fn held(&self, key: &ClusterKey, instance: &str, domain: &str) -> bool {
-        let moves = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        moves
-            .get(key)
-            .and_then(|m| m.get(instance))
-            .is_some_and(|(from, at)| from == domain && at.elapsed() < RETRY_AFTER)
-    }
-
-    pub fn forget(&self, key: &ClusterKey) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-    }
 }
 
 /// Where the instances of `cluster` run, and the replica to move, if any (only with a preferred
@@ -303,7 +265,7 @@ pub async fn planned_move(
             movable: !pinned.contains(&Some(instance.name.clone()))
                 && domain
                     .as_ref()
-                    .is_some_and(|d| !ctx.recent_moves.held(&key, &instance.name, d)),
+                    .is_some_and(|d| !ctx.recent_moves.held(&key, &instance.name, d, RETRY_AFTER)),
             domain,
             open: BTreeSet::new(),
         });

@@ -92,7 +92,7 @@ impl SwitchoverError {
 fn target(world: &World, cluster: &RedisCluster, pod: &str) -> Result<(Target, String), SwitchoverError> {
     let no_address = || SwitchoverError::NoAddress(pod.to_string());
     let pod = world.pods.get(pod).ok_or_else(no_address)?;
-    let target = super::health::api_target(cluster, pod).ok_or_else(no_address)?;
+    let target = super::instance_api::api_target(cluster, pod).ok_or_else(no_address)?;
     let ip = target.address.ip().to_string();
     Ok((target, ip))
 }

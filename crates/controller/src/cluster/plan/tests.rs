@@ -517,8 +517,8 @@ fn a_failing_primary_whose_pod_is_gone_is_left_to_the_failover() {
     assert_eq!(plan(&wanted, &observed).create, vec![1]);
 }
 
-fn spreading(instance: &str) -> Option<crate::cluster::spread::Move> {
-    Some(crate::cluster::spread::Move {
+fn spreading(instance: &str) -> Option<Move> {
+    Some(Move {
         instance: instance.to_string(),
         from: "a".to_string(),
         why: format!("spreading instances: {instance} shares a with c-1, and c has none"),

@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::{
 };
 
 use super::*;
+use crate::memory::RecentMoves;
 
 fn node(name: &str, zone: &str) -> NodeFacts {
     NodeFacts {
@@ -309,13 +310,13 @@ fn a_replica_back_in_the_domain_it_left_is_held_back_for_a_while() {
     let moves = RecentMoves::default();
     let key = ("ns".to_string(), "c".to_string());
     moves.record(&key, "c-3", "a");
-    assert!(moves.held(&key, "c-3", "a"));
-    assert!(!moves.held(&key, "c-3", "c"), "it moved: not held");
-    assert!(!moves.held(&key, "c-2", "a"), "another replica");
+    assert!(moves.held(&key, "c-3", "a", RETRY_AFTER));
+    assert!(!moves.held(&key, "c-3", "c", RETRY_AFTER), "it moved: not held");
+    assert!(!moves.held(&key, "c-2", "a", RETRY_AFTER), "another replica");
     assert!(
-        !moves.held(&("ns".to_string(), "d".to_string()), "c-3", "a"),
+        !moves.held(&("ns".to_string(), "d".to_string()), "c-3", "a", RETRY_AFTER),
         "another cluster"
     );
     moves.forget(&key);
-    assert!(!moves.held(&key, "c-3", "a"));
+    assert!(!moves.held(&key, "c-3", "a", RETRY_AFTER));
 }
