@@ -131,6 +131,15 @@ apply_cluster "$NS" "$C" rdb "${FAILOVER_SPEC:-}"
 wait_until "3 instances Ready" 240 cluster_ready || exit 1
 probe_loop & probe=$!
 
+# operator_leads: the one operator pod holds the leader Lease. A replaced operator stands by until the
+# Lease of the pod it replaced runs out; a scenario started before would measure that wait.
+operator_leads() {
+  local pods holder
+  pods=$("$KUBECTL" -n cnredis-system get pods -l app.kubernetes.io/name=cnredis -o jsonpath='{.items[*].metadata.name}')
+  holder=$("$KUBECTL" -n cnredis-system get lease cnredis-operator-leader -o jsonpath='{.spec.holderIdentity}')
+  [[ -n $holder && $pods == "$holder" ]] || { echo "operator pods: $pods; leader: ${holder:-none}"; return 1; }
+}
+
 # operator_off NODE: the operator runs on another node than NODE (freeze-node stops the primary's node;
 # an operator stopped with it is operator-down's case, and would wait for its pod to be evicted).
 operator_off() {
@@ -140,6 +149,7 @@ operator_off() {
   "$KUBECTL" cordon "$1" >/dev/null
   "$KUBECTL" "${ops[@]}" delete pods -l app.kubernetes.io/name=cnredis --wait=true >/dev/null
   "$KUBECTL" "${ops[@]}" rollout status deploy/cnredis --timeout=120s >/dev/null
+  wait_until "the new operator leads" 60 operator_leads
   "$KUBECTL" uncordon "$1" >/dev/null
   echo "  (the operator moved off $1 to $("$KUBECTL" "${ops[@]}" get pods -l app.kubernetes.io/name=cnredis -o jsonpath='{.items[*].spec.nodeName}'))"
 }
@@ -394,7 +404,8 @@ for scenario in $SCENARIOS; do
       exited() { local a; a=$(k get rcl "$C" -o jsonpath='{.metadata.annotations.cnredis\.io/failpoint-exit}'); [[ -z $a ]] || { echo "annotation: '$a'"; return 1; }; }
       wait_until "$scenario: the operator exited at $step" 10 exited
       "$KUBECTL" -n cnredis-system delete pods -l app.kubernetes.io/name=cnredis --wait=true >/dev/null
-      "$KUBECTL" -n cnredis-system rollout status deploy/cnredis --timeout=120s >/dev/null ;;
+      "$KUBECTL" -n cnredis-system rollout status deploy/cnredis --timeout=120s >/dev/null
+      wait_until "$scenario: the replaced operator leads" 60 operator_leads ;;
     switchover-demote-fails)
       failpoint disarm "$old" demote
       completed=$(k get events --field-selector "involvedObject.name=$C,reason=SwitchoverCompleted" -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' | grep "^$target is the primary" | tail -1)
