@@ -65,7 +65,10 @@ def main() -> int:
             break
     except (EOFError, ConnectionError) as error:
         last = time.monotonic()
-        end = "closed" if isinstance(error, EOFError) else type(error).__name__
+        # The server closing the connection: an orderly close, or a reset when it closed with our next
+        # command unread (a fence disconnects clients) — both end the window.
+        closed = isinstance(error, (EOFError, ConnectionResetError, BrokenPipeError))
+        end = "closed" if closed else type(error).__name__
     except StopIteration:
         pass
     window = 0 if first is None or last is None else round((last - first) * 1000)
