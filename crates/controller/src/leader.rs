@@ -1,13 +1,18 @@
 //! Leader election among operator replicas: a `coordination.k8s.io` Lease in the operator's namespace.
-//! Only the holder reconciles; a leader that cannot renew before the lease runs out exits, so that two
-//! replicas never reconcile at once.
+//! Only the holder reconciles; a leader that cannot renew before the lease runs out stands down, so that
+//! two replicas never reconcile at once.
 //!
 //! Leadership counts from the moment the last successful renewal was *sent*, and ends [`EXPIRY_MARGIN`]
 //! before a standby may take the lease over: a standby takes it once it has seen one version of it
 //! unchanged for its duration, on its own monotonic clock (the renewal was sent before it was seen), so
 //! no skew between the machines' clocks can give two leaders. Every renewal is
 //! bounded by a timeout well under what is left of that, and the end is kept by a thread of its own that
-//! exits the process when it passes, whether or not a renewal call is stuck.
+//! stands the process down when it passes, whether or not a renewal call is stuck.
+//!
+//! Standing down replaces the process image with a fresh one of the same binary and arguments
+//! ([`stand_down`]): every task and in-flight call ends at once, as with an exit, but the container does
+//! not exit, so the kubelet's restart back-off (which doubles at every exit) never delays the next
+//! leadership. The fresh process stands by and leads again as soon as it can renew the lease.
 
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -195,8 +200,7 @@ pub async fn lead(client: Client, namespace: &str, identity: String) {
         .name("leader-expiry".to_string())
         .spawn(move || {
             watched.wait_until_ended();
-            tracing::error!("cannot renew the leader lease in time; exiting");
-            std::process::exit(1);
+            stand_down("cannot renew the leader lease in time");
         });
     if let Err(error) = spawned {
         tracing::error!(%error, "cannot start the leader expiry timer; exiting");
@@ -217,15 +221,29 @@ pub async fn lead(client: Client, namespace: &str, identity: String) {
                     leadership.renewed(sent);
                     delay = RENEW_EVERY;
                 }
-                Ok(Ok(false)) => {
-                    tracing::error!("leadership taken by another replica; exiting");
-                    std::process::exit(1);
-                }
+                Ok(Ok(false)) => stand_down("leadership taken by another replica"),
                 Ok(Err(error)) => tracing::warn!(%error, "renewing the leader lease"),
                 Err(_) => tracing::warn!(?timeout, "renewing the leader lease timed out"),
             }
         }
     });
+}
+
+/// Ends this process's leadership at once: its image is replaced by a fresh one of the same binary with
+/// the same arguments (every thread, task and in-flight call gone, as with an exit), which stands by for
+/// the lease. Exits when that cannot be done.
+fn stand_down(why: &str) -> ! {
+    use std::os::unix::process::CommandExt;
+    tracing::error!("{why}; standing down: restarting in place to stand by");
+    // `/proc/self/exe` is the running binary even if its file was replaced or removed since.
+    let mut args = std::env::args_os();
+    let mut command = std::process::Command::new("/proc/self/exe");
+    if let Some(name) = args.next() {
+        command.arg0(name);
+    }
+    let error = command.args(args).exec();
+    tracing::error!(%error, "cannot restart in place; exiting");
+    std::process::exit(1);
 }
 
 /// Gives the lease up on a clean shutdown, so that a standby takes over at once instead of waiting for
