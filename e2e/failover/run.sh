@@ -140,6 +140,23 @@ operator_leads() {
   [[ -n $holder && $pods == "$holder" ]] || { echo "operator pods: $pods; leader: ${holder:-none}"; return 1; }
 }
 
+# server_cli POD ARGS...: a command to the server of POD, from inside its network namespace, with the
+# cluster's password; its output without carriage returns.
+server_cli() {
+  local pod=$1; shift
+  [[ -n ${server_password:-} ]] || server_password=$(k get secret "$C-app" -o jsonpath='{.data.password}' | base64 -d)
+  REDISCLI_AUTH=$server_password timeout 2 ip netns exec "$(netns_of "$pod")" "$CLI" -h 127.0.0.1 "$@" 2>/dev/null | tr -d '\r'
+}
+
+# operator_restarts: how many times the kubelet restarted the operator's container.
+operator_restarts() {
+  "$KUBECTL" -n cnredis-system get pods -l app.kubernetes.io/name=cnredis -o jsonpath='{.items[*].status.containerStatuses[0].restartCount}'
+}
+# operator_stood_down: how many times the operator's container stood down (its log, all processes of it).
+operator_stood_down() {
+  "$KUBECTL" -n cnredis-system logs deploy/cnredis 2>/dev/null | grep -c "standing down"
+}
+
 # operator_off NODE: the operator runs on another node than NODE (freeze-node stops the primary's node;
 # an operator stopped with it is operator-down's case, and would wait for its pod to be evicted).
 operator_off() {
@@ -167,6 +184,10 @@ for scenario in $SCENARIOS; do
   # nothing would pass "never two writable primaries" blind.
   seen_before() { awk -v now="$(date +%s%3N)" -v p="$old" '$1 >= now - 3000 && NF == 2 && $2 == p' "$WORK/probe.log" | grep -q . || { echo "last probe lines: $(tail -2 "$WORK/probe.log" | tr '\n' ';')"; return 1; }; }
   wait_until "the probe sees $old alone writable" 15 seen_before || fail "$scenario: the probe never saw $old writable before the fault"
+  # The old primary pings its replicas every second (the engines' default: 10 s) until a fence stops
+  # it: a PING sent by a fenced primary after the failover's choice would leave a replica ahead of the
+  # one promoted, resynced in full (checked below), and one a second makes that likely.
+  server_cli "$old" CONFIG SET repl-ping-replica-period 1 >/dev/null || echo "  (could not set the ping period of $old)"
   before_offsets=$(offsets)
   before_failover=$(k get rcl "$C" -o jsonpath='{.status.lastFailover.completed}')
   fault_ms=$(date +%s%3N)
@@ -217,12 +238,23 @@ for scenario in $SCENARIOS; do
       # is stuck) for CONTROL_PLANE_FAULT_SECONDS (LONG_OUTAGE_SECONDS), held as a fault for that long.
       # Nothing may fail over.
       seconds=$CONTROL_PLANE_FAULT_SECONDS; [[ $scenario == apiserver-down-long ]] && seconds=$LONG_OUTAGE_SECONDS
-      apiserver=$(apiserver_pid)
+      apiserver=$(apiserver_pid) restarts=$(operator_restarts) stood_down=$(operator_stood_down)
       kill -STOP "$apiserver" && ok "$scenario: kube-apiserver ($apiserver) paused for ${seconds}s" \
         || fail "$scenario: cannot pause kube-apiserver"
       sleep "$seconds"
-      kill -CONT "$apiserver"
+      kill -CONT "$apiserver"; resumed_ms=$(date +%s%3N)
       echo "  kube-apiserver resumed; acknowledged writes so far: $(acks "$w")"
+      if [[ $scenario == apiserver-down-long ]]; then
+        # The operator cannot renew its leader Lease for 120 s: it stands down by restarting in place
+        # (crates/controller/src/leader.rs), not by exiting into the kubelet's restart back-off, and
+        # leads again soon after the API server is back.
+        wait_until "$scenario: the operator leads again" 30 operator_leads \
+          && echo "timing: $scenario: API server back -> operator leads: $(( $(date +%s%3N) - resumed_ms )) ms"
+        (( $(operator_stood_down) > stood_down )) && ok "$scenario: the operator stood down during the outage" \
+          || fail "$scenario: no 'standing down' in the operator's log"
+        [[ $(operator_restarts) == "$restarts" ]] && ok "$scenario: the operator's container never exited (restarts: $restarts)" \
+          || fail "$scenario: the operator's container exited (restarts: $restarts -> $(operator_restarts))"
+      fi
       expect_failover=no ;;
     apiserver-down-then-primary-cut)
       # Two faults at once: the API server down, then the primary cut off from everything. Its failsafe
@@ -269,9 +301,9 @@ for scenario in $SCENARIOS; do
       # must take the switchover or failover up from the status, the Lease and the labels.
       step=${scenario#operator-killed-at-}
       # The kubelet restarts an exited container at once only the first time, then after a back-off
-      # that doubles at every exit (10 s, 20 s, 40 s, ...); the operator exits too when it cannot renew
-      # its leader Lease (apiserver-down*). So it starts from a pod whose container never exited.
-      if [[ $("$KUBECTL" -n cnredis-system get pods -l app.kubernetes.io/name=cnredis -o jsonpath='{.items[*].status.containerStatuses[0].restartCount}') != 0 ]]; then
+      # that doubles at every exit (10 s, 20 s, 40 s, ...). So it starts from a pod whose container
+      # never exited.
+      if [[ $(operator_restarts) != 0 ]]; then
         "$KUBECTL" -n cnredis-system delete pods -l app.kubernetes.io/name=cnredis --wait=true >/dev/null
         "$KUBECTL" -n cnredis-system rollout status deploy/cnredis --timeout=120s >/dev/null
         wait_until "$scenario: a fresh operator pod leads" 60 operator_leads
@@ -453,20 +485,17 @@ for scenario in $SCENARIOS; do
       wait_until "$scenario: the old primary $old is a replica" 60 old_is_replica
     fi
     # Was the promoted replica the most advanced? Then the other replica continued from it by a partial
-    # resynchronisation; one ahead of it was resynced in full (its master_replid2 cleared). Reported, not
-    # asserted: a clean-clone CI run saw the other replica resynced in full after force-delete-on-lost-node
-    # with nothing lost (not examined yet; the suspect: a fenced old primary still sends its replicas
-    # replication PINGs, so one can end a few bytes ahead of the one chosen). Not after a full restart.
+    # resynchronisation (it shares the new primary's master_replid2); one ahead of it was resynced in full.
+    # A fenced old primary that still pinged its replicas after the choice once left one a PING ahead
+    # (seen after force-delete-on-lost-node): the fence now stops its PINGs. Not after a full restart
+    # (every replica restarts) or a lost volume (the third may be the new instance).
     third=$(tr ' ' '\n' <<<"$before_offsets" | cut -d= -f1 | grep . | grep -vx -e "$old" -e "$new" | head -1)
-    if [[ $scenario != full-restart && -n $third ]]; then
-      replid2() { REDISCLI_AUTH=$pw timeout 2 ip netns exec "$(netns_of "$1")" "$CLI" -h 127.0.0.1 INFO replication 2>/dev/null | tr -d '\r' | sed -n 's/^master_replid2://p'; }
-      pw=$(k get secret "$C-app" -o jsonpath='{.data.password}' | base64 -d)
+    if [[ $scenario != full-restart && $scenario != lose-volume && -n $third ]]; then
+      replid2() { server_cli "$1" INFO replication | sed -n 's/^master_replid2://p'; }
       a=$(replid2 "$third"); b=$(replid2 "$new")
-      if [[ -n $a && $a == "$b" && $a != 0000000000000000000000000000000000000000 ]]; then
-        echo "  resync: $third continued from $new by a partial resync"
-      else
-        echo "  resync: $third was resynced in full from $new (master_replid2 '$a', of $new '$b'): it was ahead of $new, or restarted"
-      fi
+      [[ -n $a && $a == "$b" && $a != 0000000000000000000000000000000000000000 ]] \
+        && ok "$scenario: $third continued from $new by a partial resync" \
+        || fail "$scenario: $third was resynced in full from $new (master_replid2 '$a', of $new '$b'): it was ahead of $new, or restarted"
     fi
   elif [[ $expect_failover == no ]]; then
     [[ $new == "$old" ]] && ok "$scenario: no failover, $old kept its role and data" || fail "$scenario: failed over to $new"

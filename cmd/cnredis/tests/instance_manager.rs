@@ -52,6 +52,21 @@ async fn wait_value_with(harness: &Harness, pod: &str, password: &str, key: &str
     .await
 }
 
+/// `repl-ping-replica-period` of the server of `pod`.
+async fn ping_period(harness: &Harness, pod: &str) -> String {
+    let mut connection = harness
+        .redis(pod, PASSWORD)
+        .await
+        .expect("connecting to the server");
+    let pair: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("repl-ping-replica-period")
+        .query_async(&mut connection)
+        .await
+        .expect("CONFIG GET repl-ping-replica-period");
+    pair.get(1).cloned().unwrap_or_default()
+}
+
 fn error_code(result: redis::RedisResult<()>) -> Option<String> {
     result.err().and_then(|error| error.code().map(str::to_string))
 }
@@ -141,9 +156,13 @@ async fn lifecycle(engine: &str) {
     let report = h.status("c-1").await.unwrap();
     assert!(report.fenced);
     assert_eq!(report.fence_reasons, ["requested"]);
+    // A fenced primary sends its replicas no PING, which would move their offsets past its own at the
+    // fence; unfenced, it pings again.
+    assert_eq!(ping_period(&h, "c-1").await, "3600");
     let unfenced = h.operator.unfence(&c1).await.unwrap();
     assert!(!unfenced.fenced);
     set(&h, "c-1", "k2", "v2").await.unwrap();
+    assert_eq!(ping_period(&h, "c-1").await, "10");
 
     // The annotation fences as well, and withdrawing it unfences.
     h.set_annotation("cnredis.io/fencedInstances", Some(r#"["c-1"]"#));

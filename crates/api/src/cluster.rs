@@ -48,6 +48,8 @@ pub const OPERATOR_OWNED_PARAMETERS: &[&str] = &[
     "primaryuser",
     "protected-mode",
     "rename-command",
+    "repl-ping-replica-period",
+    "repl-ping-slave-period",
     "replica-announce-ip",
     "replica-announce-port",
     "replica-read-only",

@@ -49,6 +49,13 @@ pub const REDIS_PORT: u16 = 6379;
 pub const FENCED_MIN_REPLICAS: i64 = i32::MAX as i64;
 /// `min-replicas-max-lag` while fenced: the barrier only applies with a non-zero lag bound.
 pub const FENCED_MAX_LAG: i64 = 10;
+/// `repl-ping-replica-period` (seconds) while fenced: a fenced primary sends its replicas no PING, which
+/// would move their replication offsets past what it had when fenced. Otherwise the replicas the failover
+/// did not promote could be a PING ahead of the one it promoted when they switch to it, and be resynced in
+/// full. (Replicas of a primary fenced for longer than their `repl-timeout` reconnect to it.)
+pub const FENCED_PING_PERIOD: i64 = 3600;
+/// `repl-ping-replica-period` of a server that is not fenced: the engines' default.
+pub const PING_PERIOD: i64 = 10;
 /// Where instance pods find the object stores' credentials: one directory per store, holding
 /// `ACCESS_KEY_ID`, `SECRET_ACCESS_KEY` and optionally `SESSION_TOKEN`.
 pub const OBJECT_STORE_CREDENTIALS_DIR: &str = "/etc/cnredis/object-store";

@@ -306,6 +306,7 @@ fn owner_of(parameter: &str) -> &'static str {
         p if p.starts_with("tls-") => "`spec.tls`",
         p if p.starts_with("min-replicas") || p.starts_with("min-slaves") => "`spec.failover`",
         p if p.starts_with("cluster-") => "`spec.mode`",
+        p if p.starts_with("repl-ping-") => "the fence (a fenced primary sends its replicas no PING)",
         _ => "the instance manager (pod identity, ports, replication)",
     }
 }

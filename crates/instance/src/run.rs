@@ -16,7 +16,7 @@ use crate::http::{self, ApiTls};
 use crate::lease::{LeaseClock, PrimaryLease};
 use crate::manager::{self, Identity, Manager};
 use crate::restore;
-use crate::server::FENCED_MIN_REPLICAS;
+use crate::server::{FENCED_MIN_REPLICAS, FENCED_PING_PERIOD};
 use crate::source::ClusterSource;
 use crate::supervisor::{self, Child, Incoming, Reaper, Signals};
 
@@ -304,7 +304,7 @@ async fn start_server(manager: &Manager, reaper: &Reaper, binary: &Path) -> anyh
     let mut text = manager.render(&view, password.clone(), replica_of)?;
     if fenced {
         text.push_str(&format!(
-            "# fenced at start\nmin-replicas-to-write {FENCED_MIN_REPLICAS}\nmin-replicas-max-lag 10\n"
+            "# fenced at start\nmin-replicas-to-write {FENCED_MIN_REPLICAS}\nmin-replicas-max-lag 10\nrepl-ping-replica-period {FENCED_PING_PERIOD}\n"
         ));
     }
     manager::write_private(&identity.config_path(), &text);

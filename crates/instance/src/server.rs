@@ -4,7 +4,8 @@
 //! Fencing uses the server's own write barrier: `min-replicas-to-write` set above any possible number of
 //! replicas makes the server answer every write, in scripts and transactions too, with `NOREPLICAS`, while
 //! reads go on. It survives role changes and is re-rendered into the configuration file, so a restart of
-//! a fenced server starts fenced.
+//! a fenced server starts fenced. A fenced primary also stops sending its replicas PINGs (see
+//! [`FENCED_PING_PERIOD`]): its replication offset, and theirs, stays where the fence left it.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 
-pub use cnredis_api::names::{FENCED_MAX_LAG, FENCED_MIN_REPLICAS};
+pub use cnredis_api::names::{FENCED_MAX_LAG, FENCED_MIN_REPLICAS, FENCED_PING_PERIOD, PING_PERIOD};
 
 /// Every command is bounded so that a stuck server cannot stall the manager's loop or an API call, but
 /// a server busy for a second or two (a fork of a large dataset, a slow command) is not taken for a dead
@@ -151,6 +152,7 @@ impl ServerClient {
         self.config_set(&[
             ("min-replicas-max-lag", FENCED_MAX_LAG.to_string()),
             ("min-replicas-to-write", FENCED_MIN_REPLICAS.to_string()),
+            ("repl-ping-replica-period", FENCED_PING_PERIOD.to_string()),
         ])
         .await?;
         self.disconnect_clients().await?;
@@ -166,6 +168,7 @@ impl ServerClient {
         self.config_set(&[
             ("min-replicas-to-write", min_replicas_to_write.to_string()),
             ("min-replicas-max-lag", min_replicas_max_lag.to_string()),
+            ("repl-ping-replica-period", PING_PERIOD.to_string()),
         ])
         .await
     }

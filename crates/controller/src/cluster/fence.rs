@@ -2,8 +2,8 @@
 //! cannot fence it: a manager that is hung or stopped while its server runs on neither renews the lease
 //! nor fences at its end, so the lease's expiry proves nothing about the server. Once a failover is
 //! recorded (the manager, should it run again, then counts itself fenced and never lifts it), the
-//! operator sets the same barrier the manager would (`min-replicas-to-write` beyond any replica count),
-//! disconnects the clients, and checks that a write is refused, before it chooses the replica to
+//! operator sets the same barrier the manager would (`min-replicas-to-write` beyond any replica count,
+//! no replication PINGs), disconnects the clients, and checks that a write is refused, before it chooses the replica to
 //! promote: so the offsets it compares no longer move, and no client writes to two primaries.
 //!
 //! Best effort by design: a server that does not answer (its node frozen or cut off) cannot take writes
@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cnredis_api::names::{FENCED_MAX_LAG, FENCED_MIN_REPLICAS};
+use cnredis_api::names::{FENCED_MAX_LAG, FENCED_MIN_REPLICAS, FENCED_PING_PERIOD};
 use redis::aio::MultiplexedConnection;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
@@ -37,6 +37,8 @@ pub async fn fence_server(address: SocketAddr, password: Option<String>) -> Resu
         .arg(FENCED_MAX_LAG)
         .arg("min-replicas-to-write")
         .arg(FENCED_MIN_REPLICAS)
+        .arg("repl-ping-replica-period")
+        .arg(FENCED_PING_PERIOD)
         .query_async::<()>(&mut connection)
         .await?;
     for kind in ["normal", "pubsub"] {
