@@ -18,7 +18,8 @@
 # switchover-promote-fails switchover-demote-fails replica-cut-off apiserver-down-long
 # apiserver-down-then-primary-cut stale-target-primary operator-killed-at-{switchover-fenced,
 # switchover-lease-moved,switchover-promoted,failover-fenced,failover-chosen,failover-promoted}
-# (all by default); RUNS=N SEED=S draws
+# forged-primary-pod (run once after the others: a pod with the cluster's label named as the primary
+# while no operator runs is never replicated from) (all by default); RUNS=N SEED=S draws
 # N of them at random (`make chaos`). STOP_ON_FAILURE=1 stops after the first failing scenario, the
 # cluster left as it is.
 # Every fault of a pod or node fails over: a killed server or instance manager restarts the primary from
@@ -41,7 +42,7 @@ set -uo pipefail
 E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=e2e/failover/common.sh
 source "$E2E/failover/common.sh"
-ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary primary-cut-from-control-plane stall-server pause-manager force-delete-on-lost-node switchover-promote-fails switchover-demote-fails replica-cut-off apiserver-down-long apiserver-down-then-primary-cut stale-target-primary operator-killed-at-switchover-fenced operator-killed-at-switchover-lease-moved operator-killed-at-switchover-promoted operator-killed-at-failover-fenced operator-killed-at-failover-chosen operator-killed-at-failover-promoted"
+ALL_SCENARIOS="delete-pod kill-server kill-manager cut-network freeze-node power-off-node operator-down full-restart lose-volume switchover switchover-kill-target apiserver-down primary-cut-from-apiserver operator-cut-from-primary primary-cut-from-control-plane stall-server pause-manager force-delete-on-lost-node switchover-promote-fails switchover-demote-fails replica-cut-off apiserver-down-long apiserver-down-then-primary-cut stale-target-primary operator-killed-at-switchover-fenced operator-killed-at-switchover-lease-moved operator-killed-at-switchover-promoted operator-killed-at-failover-fenced operator-killed-at-failover-chosen operator-killed-at-failover-promoted forged-primary-pod"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 # RUNS=N [SEED=S]: N scenarios drawn at random (reproducibly for a given SEED) instead.
 if [[ -n ${RUNS:-} ]]; then
@@ -172,6 +173,7 @@ operator_off() {
 }
 
 for scenario in $SCENARIOS; do
+  [[ $scenario == forged-primary-pod ]] && continue # after the loop
   echo "== $scenario"
   old=$(primary); node=$(node_of "$old")
   [[ $scenario == freeze-node || $scenario == power-off-node ]] && operator_off "$node"
@@ -189,6 +191,9 @@ for scenario in $SCENARIOS; do
   # one promoted, resynced in full (checked below), and one a second makes that likely.
   server_cli "$old" CONFIG SET repl-ping-replica-period 1 >/dev/null || echo "  (could not set the ping period of $old)"
   before_offsets=$(offsets)
+  # Each pod's uid and container restarts: a replica restarted since (moved back by the spread of
+  # instances once a node returns, say) comes back with an empty master_replid2, as if resynced in full.
+  before_pods=$(k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.uid}/{.status.containerStatuses[0].restartCount} {end}')
   before_failover=$(k get rcl "$C" -o jsonpath='{.status.lastFailover.completed}')
   fault_ms=$(date +%s%3N)
   expect_failover=yes
@@ -486,16 +491,21 @@ for scenario in $SCENARIOS; do
     fi
     # Was the promoted replica the most advanced? Then the other replica continued from it by a partial
     # resynchronisation (it shares the new primary's master_replid2); one ahead of it was resynced in full.
-    # A fenced old primary that still pinged its replicas after the choice once left one a PING ahead
-    # (seen after force-delete-on-lost-node): the fence now stops its PINGs. Not after a full restart
-    # (every replica restarts) or a lost volume (the third may be the new instance).
+    # Judged only for a replica that did not restart meanwhile (a restart clears master_replid2 too), and
+    # not where the third instance lagged on purpose (stale-target-primary).
     third=$(tr ' ' '\n' <<<"$before_offsets" | cut -d= -f1 | grep . | grep -vx -e "$old" -e "$new" | head -1)
-    if [[ $scenario != full-restart && $scenario != lose-volume && -n $third ]]; then
-      replid2() { server_cli "$1" INFO replication | sed -n 's/^master_replid2://p'; }
-      a=$(replid2 "$third"); b=$(replid2 "$new")
-      [[ -n $a && $a == "$b" && $a != 0000000000000000000000000000000000000000 ]] \
-        && ok "$scenario: $third continued from $new by a partial resync" \
-        || fail "$scenario: $third was resynced in full from $new (master_replid2 '$a', of $new '$b'): it was ahead of $new, or restarted"
+    if [[ $scenario != stale-target-primary && -n $third ]]; then
+      now_pods=$(k get pods -l "cnredis.io/cluster=$C" -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.uid}/{.status.containerStatuses[0].restartCount} {end}')
+      was=$(tr ' ' '\n' <<<"$before_pods" | grep "^$third=") is=$(tr ' ' '\n' <<<"$now_pods" | grep "^$third=")
+      if [[ -z $was || $was != "$is" ]]; then
+        echo "  resync: $third restarted or was replaced ($was -> ${is:-gone}): not judged"
+      else
+        replid2() { server_cli "$1" INFO replication | sed -n 's/^master_replid2://p'; }
+        a=$(replid2 "$third"); b=$(replid2 "$new")
+        [[ -n $a && $a == "$b" && $a != 0000000000000000000000000000000000000000 ]] \
+          && ok "$scenario: $third continued from $new by a partial resync" \
+          || fail "$scenario: $third, never restarted, was resynced in full from $new (master_replid2 '$a', of $new '$b'): it was ahead of $new"
+      fi
     fi
   elif [[ $expect_failover == no ]]; then
     [[ $new == "$old" ]] && ok "$scenario: no failover, $old kept its role and data" || fail "$scenario: failed over to $new"
@@ -553,11 +563,53 @@ done
 
 touch "$WORK/probe.stop"; wait "$probe"
 # The failover Events and metrics, when a scenario failed over (switchovers are not failovers).
-if tr ' ' '\n' <<<"$SCENARIOS" | grep -v '^$' | grep -Eqv '^(switchover.*|operator-killed-at-switchover-.*|apiserver-down(-long)?|primary-cut-from-apiserver|operator-cut-from-primary|stall-server|replica-cut-off)$'; then
+if tr ' ' '\n' <<<"$SCENARIOS" | grep -v '^$' | grep -Eqv '^(switchover.*|operator-killed-at-switchover-.*|apiserver-down(-long)?|primary-cut-from-apiserver|operator-cut-from-primary|stall-server|replica-cut-off|forged-primary-pod)$'; then
   events=$(k get events --field-selector "involvedObject.name=$C" -o jsonpath='{range .items[*]}{.reason} {end}')
   [[ $events == *FailoverStarted* && $events == *PrimaryFenced* && $events == *FailoverCompleted* ]] \
     && ok "events: $(tr ' ' '\n' <<<"$events" | sort | uniq -c | tr -s ' \n' ' ')" || fail "events: $events"
 fi
+if [[ " $SCENARIOS " == *" forged-primary-pod "* ]]; then
+  echo "== forged-primary-pod"
+  # A pod with the cluster's label, named as the primary while the primary's pod is gone and no operator
+  # runs to recreate it: each replica's manager sees the primary's address change to the forged pod's,
+  # and must not replicate from it (nor send it the replication password): the instance API at that
+  # address does not hold the primary's certificate (crates/instance/src/manager.rs, verify_primary).
+  old=$(primary) replicas=$(k get pods -l "cnredis.io/cluster=$C,cnredis.io/role=replica" -o jsonpath='{.items[*].metadata.name}')
+  "$KUBECTL" -n cnredis-system scale deploy/cnredis --replicas=0 >/dev/null
+  no_operator() { [[ -z $("$KUBECTL" -n cnredis-system get pods -l app.kubernetes.io/name=cnredis -o name) ]]; }
+  wait_until "forged-primary-pod: operator stopped" 60 no_operator
+  k delete pod "$old" --wait=true >/dev/null
+  k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: $old, labels: {cnredis.io/cluster: $C}}
+spec:
+  containers:
+  - {name: forged, image: 'valkey/valkey:8.1', command: [valkey-server, --port, '6379', --protected-mode, 'no']}
+EOF
+  forged_runs() { [[ $(k get pod "$old" -o jsonpath='{.status.phase}') == Running && -n $(k get pod "$old" -o jsonpath='{.status.podIP}') ]] || { echo "$(k get pod "$old" -o jsonpath='{.status.phase}')"; return 1; }; }
+  if wait_until "forged-primary-pod: a forged $old runs" 60 forged_runs; then
+    forged=$(k get pod "$old" -o jsonpath='{.status.podIP}')
+    refused() {
+      local r line
+      for r in $replicas; do
+        line=$(k logs "$r" 2>/dev/null | grep "not following $forged:6379" | tail -1)
+        [[ -n $line ]] || { echo "$r: no refusal logged; master_host $(server_cli "$r" INFO replication | sed -n 's/^master_host://p')"; return 1; }
+      done
+    }
+    wait_until "forged-primary-pod: every replica refused to follow $old at $forged" 30 refused \
+      && echo "  $(k logs "${replicas%% *}" 2>/dev/null | grep -o "not following $forged:6379[^\"]*" | tail -1)"
+    for r in $replicas; do
+      host=$(server_cli "$r" INFO replication | sed -n 's/^master_host://p')
+      [[ $host != "$forged" ]] && ok "forged-primary-pod: $r does not replicate from the forged pod (master_host $host)" \
+        || fail "forged-primary-pod: $r replicates from the forged pod at $forged"
+    done
+  fi
+  k delete pod "$old" --wait=true >/dev/null
+  "$KUBECTL" -n cnredis-system scale deploy/cnredis --replicas=1 >/dev/null
+  wait_until "forged-primary-pod: the cluster is Ready again" 240 cluster_ready
+fi
+
 # Kept for a look when something failed (the cluster is torn down after the suite anyway).
 # KEEP_CLUSTER=1 keeps it for the next invocation (hack/bench-sentinel.sh alternates with Sentinel's).
 ((failed > 0)) || [[ -n ${KEEP_CLUSTER:-} ]] || k delete rcl "$C" --wait=false >/dev/null

@@ -112,6 +112,12 @@ async fn run_async(args: InstanceRunArgs) -> anyhow::Result<()> {
             ca: dir.join("ca.crt"),
         }),
         object_store_credentials: args.object_store_credentials,
+        // Only pods can be forged: a cluster file names its addresses itself.
+        peer_tls: args
+            .cluster_file
+            .is_none()
+            .then(|| args.api_tls_dir.clone())
+            .flatten(),
     };
     let (source, lease) = match args.cluster_file {
         Some(path) => (ClusterSource::File(path), None),

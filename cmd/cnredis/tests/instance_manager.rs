@@ -732,6 +732,7 @@ async fn manager_in_process(
         memory_limit_bytes: None,
         server_tls: None,
         object_store_credentials: h.dir.join("object-store"),
+        peer_tls: None,
     };
     let cluster = ClusterSource::File(h.cluster_file.clone()).start();
     let unreachable =

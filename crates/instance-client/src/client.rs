@@ -103,6 +103,15 @@ impl InstanceClient {
         self.call(target, Method::GET, path::STATUS, None::<&()>).await
     }
 
+    /// Whether the instance API at the target's address holds the certificate of the target's name: any
+    /// answer to `GET /healthz` comes after a TLS handshake that verified it. (The handler takes no lock
+    /// of the manager: a busy instance still answers.)
+    pub async fn identify(&self, target: &Target) -> Result<(), ClientError> {
+        self.send(target, Method::GET, path::HEALTHZ, None::<&()>)
+            .await
+            .map(drop)
+    }
+
     /// `GET /readyz`: 200 is ready, 503 is not.
     pub async fn ready(&self, target: &Target) -> Result<bool, ClientError> {
         let response = self.send(target, Method::GET, path::READYZ, None::<&()>).await?;

@@ -44,6 +44,12 @@ pub struct Identity {
     pub server_tls: Option<config::TlsFiles>,
     /// Directory of the object-store credentials directories (projected Secrets), one per store.
     pub object_store_credentials: PathBuf,
+    /// The instance API certificate (`ca.crt`, `tls.crt`, `tls.key`) with which this pod checks, before
+    /// it replicates from a primary found by its pod's address, that the instance API at that address
+    /// holds that pod's certificate: a pod with forged labels (named as the primary while its pod is
+    /// being recreated) is never followed nor sent the replication password. `None` where the cluster
+    /// is not read from pods (a cluster file).
+    pub peer_tls: Option<PathBuf>,
 }
 
 impl Identity {
@@ -69,6 +75,8 @@ pub enum ManagerError {
     StillFenced(String),
     #[error("the cluster's RedisCluster has not been read yet")]
     NoClusterView,
+    #[error("not following {0}")]
+    UnverifiedPrimary(String),
     #[error("server: {0}")]
     Server(#[from] ServerError),
     #[error("{0}")]
@@ -97,6 +105,7 @@ impl ManagerError {
             Self::RestartedPrimary => "restartedPrimary",
             Self::StillFenced(_) => "stillFenced",
             Self::NoClusterView => "noClusterView",
+            Self::UnverifiedPrimary(_) => "unverifiedPrimary",
             Self::Server(_) => "serverError",
             Self::Lease(_) => "leaseNotHeld",
             Self::Source(_) => "clusterUnreadable",
@@ -187,6 +196,9 @@ pub struct Manager {
     /// The latest stretch this pod held its lease by promises, for the report.
     pub failsafe_episode: std::sync::Mutex<Option<wire::FailsafeEpisode>>,
 }
+
+/// How long the check of a primary's certificate before following it may take.
+const PEER_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long a promotion, demotion or fence may take before the API call fails.
 const ROLE_CHANGE_DEADLINE: Duration = Duration::from_secs(10);
@@ -377,7 +389,14 @@ impl Manager {
     pub async fn reconcile(&self) {
         let mut state = self.state.lock().await;
         let result = self.reconcile_locked(&mut state).await;
-        state.last_error = result.err().map(|error| error.to_string());
+        let error = result.err().map(|error| error.to_string());
+        // Logged when it changes: a loop that fails the same way every second says so once.
+        if let Some(error) = &error
+            && state.last_error.as_ref() != Some(error)
+        {
+            tracing::warn!(pod = %self.identity.pod_name, %error, "reconcile");
+        }
+        state.last_error = error;
     }
 
     async fn reconcile_locked(&self, state: &mut State) -> Result<(), ManagerError> {
@@ -482,6 +501,50 @@ impl Manager {
         Ok(())
     }
 
+    /// Before replicating from `address`: the pod the cluster view gives that address holds its own
+    /// instance API certificate there ([`Identity::peer_tls`]). An address the operator named in a
+    /// demotion is its word, already authenticated.
+    pub async fn verify_primary(&self, state: &State, address: &str) -> Result<(), ManagerError> {
+        let Some(dir) = &self.identity.peer_tls else {
+            return Ok(());
+        };
+        if state
+            .demoted_to
+            .as_ref()
+            .is_some_and(|to| to.to_string() == address)
+        {
+            return Ok(());
+        }
+        let unverified = |why: String| ManagerError::UnverifiedPrimary(format!("{address}: {why}"));
+        let view = self.cluster.current().ok_or(ManagerError::NoClusterView)?;
+        let pod = view
+            .addresses
+            .iter()
+            .find(|(_, known)| known.to_string() == address)
+            .map(|(pod, _)| pod.clone())
+            .ok_or_else(|| unverified("no pod of the cluster has that address".to_string()))?;
+        let ip: std::net::IpAddr = split_address(address)
+            .0
+            .parse()
+            .map_err(|_| unverified("not an IP address".to_string()))?;
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name)).map_err(|e| unverified(format!("{name}: {e}")))
+        };
+        let tls = cnredis_pki::client_config(&read("ca.crt")?, &read("tls.crt")?, &read("tls.key")?)
+            .map_err(|e| unverified(e.to_string()))?;
+        let client = cnredis_instance_client::InstanceClient::new(tls, PEER_CHECK_TIMEOUT)
+            .map_err(|e| unverified(e.to_string()))?;
+        let target = cnredis_instance_client::Target::new(
+            cnredis_pki::instance_server_name(&pod, &self.identity.cluster_name, &self.identity.namespace),
+            std::net::SocketAddr::new(ip, cnredis_api::names::INSTANCE_API_PORT),
+        );
+        client.identify(&target).await.map_err(|error| {
+            unverified(format!(
+                "its instance API does not answer with {pod}'s certificate ({error})"
+            ))
+        })
+    }
+
     async fn execute(&self, state: &mut State, actions: &[Action]) -> Result<(), ManagerError> {
         for action in actions {
             tracing::info!(?action, pod = %self.identity.pod_name, "executing");
@@ -510,6 +573,7 @@ impl Manager {
                     state.demoted_to = None;
                 }
                 Action::FollowPrimary { address } => {
+                    self.verify_primary(state, address).await?;
                     let (host, port) = split_address(address);
                     self.server.replicaof(Some((host, port))).await?;
                     self.lease_clock.send_modify(LeaseClock::released);

@@ -293,6 +293,13 @@ async fn start_server(manager: &Manager, reaper: &Reaper, binary: &Path) -> anyh
             }
         }
     }
+    if let BootRole::Replica { address } = &role
+        && let Err(error) = manager.verify_primary(&state, address).await
+    {
+        // The loop follows it once its certificate answers.
+        tracing::warn!(%error, "starting isolated");
+        (role, fenced) = (BootRole::Isolated, true);
+    }
     let replica_of = match &role {
         BootRole::Primary => None,
         BootRole::Replica { address } => address

@@ -1019,12 +1019,12 @@ pub async fn hand_over_lease(
 /// Read-modify-write attempts of one lease handover.
 const HANDOVER_ATTEMPTS: usize = 3;
 
-/// Sets (or removes) a pod's role label at once.
 /// Whether `pod` carries the `cnredis.io/role` label `role`.
 pub fn has_role(pod: &Pod, role: &str) -> bool {
     pod.labels().get(LABEL_ROLE).is_some_and(|r| r == role)
 }
 
+/// Sets (or removes) a pod's role label at once.
 pub async fn set_role(
     ctx: &Context,
     cluster: &RedisCluster,
