@@ -527,13 +527,7 @@ impl Manager {
             .0
             .parse()
             .map_err(|_| unverified("not an IP address".to_string()))?;
-        let read = |name: &str| {
-            std::fs::read_to_string(dir.join(name)).map_err(|e| unverified(format!("{name}: {e}")))
-        };
-        let tls = cnredis_pki::client_config(&read("ca.crt")?, &read("tls.crt")?, &read("tls.key")?)
-            .map_err(|e| unverified(e.to_string()))?;
-        let client = cnredis_instance_client::InstanceClient::new(tls, PEER_CHECK_TIMEOUT)
-            .map_err(|e| unverified(e.to_string()))?;
+        let client = peer_client(dir, PEER_CHECK_TIMEOUT).map_err(unverified)?;
         let target = cnredis_instance_client::Target::new(
             cnredis_pki::instance_server_name(&pod, &self.identity.cluster_name, &self.identity.namespace),
             std::net::SocketAddr::new(ip, cnredis_api::names::INSTANCE_API_PORT),
@@ -877,6 +871,18 @@ fn read_reloaded_at(identity: &Identity, view: &ClusterView) -> Option<String> {
     };
     let value = value.trim();
     (!value.is_empty()).then(|| value.to_string())
+}
+
+/// A client of the other instances' APIs presenting this pod's instance certificate, read from `dir`
+/// (`ca.crt`, `tls.crt`, `tls.key`) at each call, so that a renewed certificate is used at once.
+pub fn peer_client(
+    dir: &std::path::Path,
+    timeout: Duration,
+) -> Result<cnredis_instance_client::InstanceClient, String> {
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| format!("{name}: {e}"));
+    let tls = cnredis_pki::client_config(&read("ca.crt")?, &read("tls.crt")?, &read("tls.key")?)
+        .map_err(|e| e.to_string())?;
+    cnredis_instance_client::InstanceClient::new(tls, timeout).map_err(|e| e.to_string())
 }
 
 pub fn read_password(identity: &Identity) -> Option<String> {

@@ -428,11 +428,7 @@ async fn renew_loop(manager: Arc<Manager>, api_tls: Option<PathBuf>) {
 /// [`failsafe::CALL_TIMEOUT`]; the pods that promised, or why there is no hold.
 async fn failsafe_round(manager: &Manager, api_tls: Option<&Path>) -> Result<Vec<String>, String> {
     let dir = api_tls.ok_or("no instance API certificate to present")?;
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| format!("{name}: {e}"));
-    let config = cnredis_pki::client_config(&read("ca.crt")?, &read("tls.crt")?, &read("tls.key")?)
-        .map_err(|e| e.to_string())?;
-    let client = cnredis_instance_client::InstanceClient::new(config, failsafe::CALL_TIMEOUT)
-        .map_err(|e| e.to_string())?;
+    let client = manager::peer_client(dir, failsafe::CALL_TIMEOUT)?;
     let identity = &manager.identity;
     let view = manager.cluster.current().ok_or("the cluster has not been read")?;
     let status = view.cluster.status.clone().unwrap_or_default();
